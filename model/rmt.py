@@ -1,0 +1,322 @@
+"""Recurrent Memory Transformer (Bulatov et al. 2022; BABILong recipe) over any causal LM.
+
+Two parts, as in the reference implementation:
+
+* `MemoryCell` runs ONE segment: it feeds `[memory (read) | segment | memory (write)]` to the
+  backbone and returns the segment's hidden states and the new memory, which is the last
+  layer's output at the write positions.
+* `RecurrentMemoryTransformer` loops the cell over segments: reading a corpus (memory after
+  every segment, LM head skipped), training with (truncated) backpropagation through time,
+  answering a question from a memory with a KV cache, and scoring answers under many memories.
+
+Positions. Every segment is a fresh sequence for the backbone: read memory takes positions
+0..M-1, the segment's n real tokens M..M+n-1 and the write memory M+n..M+n+M-1, so write
+memory always sits right after the last real token (also when a batch is right-padded).
+Rotary backbones (Llama, Qwen2, SmolLM2) thus see relative distances within one segment only;
+absolute-position backbones (GPT-2) need S + 2M <= n_positions. A question is answered as a
+final segment `[memory | question | answer...]` with positions 0.. and no write memory.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from model.config import RMTConfig
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+IGNORE_INDEX = -100
+
+
+class MemoryCell(nn.Module):
+    """One recurrent step: read memory, run the backbone over a segment, write memory."""
+
+    def __init__(self, backbone: nn.Module, num_mem_tokens: int):
+        super().__init__()
+        self.backbone = backbone
+        embeddings = backbone.get_input_embeddings().weight
+        # Learned initial memory, at the scale of the backbone's token embeddings.
+        self.memory = nn.Parameter(
+            torch.randn(num_mem_tokens, embeddings.shape[1], dtype=embeddings.dtype) * embeddings.detach().float().std().item()
+        )
+
+    @property
+    def num_mem_tokens(self) -> int:
+        return self.memory.shape[0]
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None, memory: Tensor, write: bool = True) -> tuple[Tensor, Tensor | None]:
+        """input_ids (B, L) right-padded, attention_mask (B, L) or None when all real, memory (B, M, d).
+
+        Returns the hidden states at the L segment positions and the new memory (B, M, d),
+        or None when `write` is False (the answering segment).
+        """
+        batch, length = input_ids.shape
+        mem = self.num_mem_tokens
+        device = input_ids.device
+        tokens = self.backbone.get_input_embeddings()(input_ids)
+        memory = memory.to(tokens.dtype)
+        parts = [memory, tokens, memory] if write else [memory, tokens]
+        embeds = torch.cat(parts, dim=1)
+
+        if attention_mask is None:
+            mask = None
+            positions = torch.arange(embeds.shape[1], device=device).expand(batch, -1)
+        else:
+            attention_mask = attention_mask.to(device=device, dtype=torch.long)
+            ones = torch.ones(batch, mem, dtype=torch.long, device=device)
+            mask = torch.cat([ones, attention_mask, ones] if write else [ones, attention_mask], dim=1)
+            read_and_segment = torch.arange(mem + length, device=device).expand(batch, -1)
+            if write:
+                real = attention_mask.sum(dim=1, keepdim=True)
+                write_pos = mem + real + torch.arange(mem, device=device)
+                positions = torch.cat([read_and_segment, write_pos], dim=1)
+            else:
+                positions = read_and_segment
+
+        out = self.backbone.base_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False)
+        hidden = out.last_hidden_state
+        new_memory = hidden[:, mem + length :] if write else None
+        return hidden[:, mem : mem + length], new_memory
+
+
+@dataclass
+class RMTOutput:
+    loss: Tensor | None
+    logits: Tensor  # (number of answer tokens, vocab): logits only where labels are set
+    answer_correct: Tensor  # (B,) bool: every answer token is the argmax (teacher-forced exact match)
+    memory: Tensor  # (B, M, d) memory the answer was decoded from
+
+
+class RecurrentMemoryTransformer(nn.Module):
+    def __init__(self, config: RMTConfig, backbone: nn.Module):
+        super().__init__()
+        self.config = config
+        self.cell = MemoryCell(backbone, config.num_mem_tokens)
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.cell.backbone
+
+    @property
+    def device(self) -> torch.device:
+        return self.cell.memory.device
+
+    def initial_memory(self, batch_size: int = 1) -> Tensor:
+        return self.cell.memory.unsqueeze(0).expand(batch_size, -1, -1)
+
+    def segments(self, input_ids: Tensor, attention_mask: Tensor | None) -> Iterator[tuple[Tensor, Tensor | None]]:
+        """Consecutive segments of S tokens (the last may be shorter); masks dropped when all real."""
+        size = self.config.segment_size
+        for start in range(0, input_ids.shape[1], size):
+            ids = input_ids[:, start : start + size]
+            mask = None if attention_mask is None else attention_mask[:, start : start + size]
+            if mask is not None and bool(mask.all()):
+                mask = None
+            yield ids, mask
+
+    def _step(self, ids: Tensor, mask: Tensor | None, memory: Tensor, use_checkpoint: bool) -> Tensor:
+        if use_checkpoint and torch.is_grad_enabled():
+            _, new = checkpoint(self.cell, ids, mask, memory, use_reentrant=False)
+        else:
+            _, new = self.cell(ids, mask, memory)
+        if mask is not None:
+            # A document that has ended keeps its memory: same result as reading it alone.
+            has_tokens = mask.any(dim=1).view(-1, 1, 1)
+            new = torch.where(has_tokens, new, memory.to(new.dtype))
+        return new
+
+    @torch.no_grad()
+    def read(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        memory: Tensor | None = None,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> Iterator[Tensor]:
+        """Read tokens segment by segment and yield the memory (B, M, d) after every segment.
+
+        Starts from `memory` when given (resume, append), else from the learned initial memory.
+        The LM head is never applied while reading.
+        """
+        input_ids = input_ids.to(self.device)
+        if input_ids.dim() == 1:
+            input_ids = input_ids.unsqueeze(0)
+        if memory is None:
+            memory = self.initial_memory(input_ids.shape[0])
+        memory = memory.to(self.device, self.cell.memory.dtype)
+        if memory.dim() == 2:
+            memory = memory.unsqueeze(0)
+        for ids, mask in self.segments(input_ids, attention_mask):
+            # Autocast per segment, never across a yield: the caller's code must not run under it.
+            with torch.autocast(self.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                memory = self._step(ids, mask, memory, use_checkpoint=False).to(self.cell.memory.dtype)
+            yield memory
+
+    def forward(
+        self,
+        context_ids: Tensor,
+        query_ids: Tensor,
+        labels: Tensor,
+        context_mask: Tensor | None = None,
+        query_mask: Tensor | None = None,
+        bptt_depth: int | None = None,
+        gradient_checkpointing: bool = False,
+    ) -> RMTOutput:
+        """Read the context, then predict the answer tokens of `[question answer]`.
+
+        labels (B, Lq) hold the answer token ids at answer positions and IGNORE_INDEX elsewhere,
+        so the loss is on answer tokens only. `bptt_depth` (k2, default from the config) counts
+        the recurrent steps gradients flow through, the answering step included: earlier steps
+        run under no_grad, so truncation costs no activation memory and cannot silently leak.
+        """
+        depth = self.config.bptt_depth if bptt_depth is None else bptt_depth
+        segments = list(self.segments(context_ids, context_mask))
+        num_steps = len(segments) + 1
+        first_grad_step = 0 if depth is None else max(0, num_steps - depth)
+        memory = self.initial_memory(context_ids.shape[0])
+        for index, (ids, mask) in enumerate(segments):
+            with torch.set_grad_enabled(torch.is_grad_enabled() and index >= first_grad_step):
+                memory = self._step(ids, mask, memory, use_checkpoint=gradient_checkpointing)
+        if 0 < len(segments) <= first_grad_step:
+            memory = memory.detach()
+
+        hidden, _ = self.cell(query_ids, query_mask, memory, write=False)
+        targets = labels[:, 1:]
+        selected = targets != IGNORE_INDEX
+        logits = self.backbone.get_output_embeddings()(hidden[:, :-1][selected]).float()
+        loss = F.cross_entropy(logits, targets[selected]) if logits.shape[0] else None
+        hits = torch.ones_like(targets, dtype=torch.bool)
+        hits[selected] = logits.argmax(dim=-1) == targets[selected]
+        return RMTOutput(loss=loss, logits=logits, answer_correct=hits.all(dim=1), memory=memory)
+
+    # ----------------------------------------------------------------- answering
+
+    def _embed(self, ids: Tensor) -> Tensor:
+        return self.backbone.get_input_embeddings()(ids)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        memory: Tensor,
+        prompt_ids: Sequence[int],
+        max_new_tokens: int = 32,
+        eos_id: int | None = None,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[int]:
+        """Decode an answer from one memory (M, d) after `prompt_ids`, yielding token ids as
+        they are produced (greedy when temperature is 0, else nucleus sampling); stops at eos,
+        which is not yielded. Cost is independent of how much text the memory has read."""
+        base = self.backbone.base_model
+        head = self.backbone.get_output_embeddings()
+        memory = memory.to(self.device, self.cell.memory.dtype).reshape(1, self.cell.num_mem_tokens, -1)
+        prompt = torch.tensor([list(prompt_ids)], dtype=torch.long, device=self.device)
+        embeds = torch.cat([memory.to(self.cell.memory.dtype), self._embed(prompt)], dim=1)
+        length = embeds.shape[1]
+        out = base(inputs_embeds=embeds, position_ids=torch.arange(length, device=self.device)[None], use_cache=True)
+        for _ in range(max_new_tokens):
+            logits = head(out.last_hidden_state[:, -1]).float()[0]
+            token = _pick(logits, temperature, top_p, generator)
+            if eos_id is not None and token == eos_id:
+                return
+            yield token
+            step = torch.tensor([[token]], device=self.device)
+            out = base(
+                inputs_embeds=self._embed(step),
+                position_ids=torch.tensor([[length]], device=self.device),
+                cache=out.cache,
+                use_cache=True,
+            )
+            length += 1
+
+    @torch.no_grad()
+    def score(self, memories: Tensor, prompt_ids: Sequence[int], target_ids: Sequence[int], batch_size: int = 32) -> Tensor:
+        """Log-likelihood of `target_ids` after `prompt_ids` under each memory (N, M, d) -> (N,).
+
+        Used to find where in a corpus an answer became likely (sources without retrieval).
+        """
+        ids = torch.tensor(list(prompt_ids) + list(target_ids), dtype=torch.long, device=self.device)
+        targets = ids[len(prompt_ids) :]
+        head = self.backbone.get_output_embeddings()
+        scores = []
+        for start in range(0, memories.shape[0], batch_size):
+            chunk = memories[start : start + batch_size].to(self.device, self.cell.memory.dtype)
+            batch_ids = ids.expand(chunk.shape[0], -1)
+            hidden, _ = self.cell(batch_ids, None, chunk, write=False)
+            logits = head(hidden[:, len(prompt_ids) - 1 : -1]).float()
+            logp = logits.log_softmax(-1).gather(-1, targets.expand(chunk.shape[0], -1).unsqueeze(-1)).squeeze(-1)
+            scores.append(logp.sum(dim=1))
+        return torch.cat(scores)
+
+    # ----------------------------------------------------------------- persistence
+
+    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> None:
+        """Write `config.json` and `model.safetensors` (tied weights stored once)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        backbone_config = self.backbone.config.to_dict()
+        config = {"format": "rmtqa-rmt/1", "rmt": self.config.to_dict(), "backbone": backbone_config}
+        state = {}
+        seen: set[tuple[int, tuple[int, ...]]] = set()
+        for name, tensor in self.state_dict().items():
+            key = (tensor.data_ptr(), tuple(tensor.shape))
+            if key in seen:
+                continue
+            seen.add(key)
+            if dtype is not None and tensor.is_floating_point():
+                tensor = tensor.to(dtype)
+            state[name] = tensor.detach().contiguous().cpu()
+        tmp = directory / (WEIGHTS_FILE + ".tmp")
+        save_file(state, str(tmp), metadata={"format": "pt"})
+        tmp.replace(directory / WEIGHTS_FILE)
+        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> "RecurrentMemoryTransformer":
+        """Load from safetensors only (never pickle); no remote code."""
+        directory = Path(directory)
+        config_path = directory / CONFIG_FILE
+        if not config_path.is_file():
+            raise FileNotFoundError(f"no RMT model in {directory} (missing {CONFIG_FILE})")
+        config = json.loads(config_path.read_text())
+        if config.get("format") != "rmtqa-rmt/1":
+            raise ValueError(f"{config_path} is not an rmtqa model config")
+        from model.backbones import backbone_from_config
+
+        model = cls(RMTConfig.from_dict(config["rmt"]), backbone_from_config(config["backbone"]))
+        state = load_file(str(directory / WEIGHTS_FILE))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        tied = {name for name in missing if _is_tied(model, name)}
+        if unexpected or set(missing) - tied:
+            raise ValueError(f"weights in {directory} do not match the config (missing {sorted(set(missing) - tied)[:3]}, unexpected {unexpected[:3]})")
+        model.backbone.tie_weights()
+        return model.to(device=device, dtype=dtype).eval()
+
+
+def _is_tied(model: nn.Module, name: str) -> bool:
+    """True when parameter `name` shares storage with another parameter that was loaded."""
+    params = dict(model.named_parameters(remove_duplicate=False))
+    target = params.get(name)
+    if target is None:
+        return False
+    return any(other is target for key, other in params.items() if key != name)
+
+
+def _pick(logits: Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> int:
+    if temperature <= 0:
+        return int(logits.argmax())
+    probs = (logits / temperature).softmax(-1)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(descending=True)
+        keep = sorted_probs.cumsum(-1) - sorted_probs < top_p
+        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+    return int(torch.multinomial(probs, 1, generator=generator))

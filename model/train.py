@@ -1,0 +1,344 @@
+"""Curriculum training of an RMT reader: `rmtqa train CONFIG.json`.
+
+The curriculum grows the number of context segments (facts only -> 1 -> 2 -> 4 -> ...); the
+next stage starts when teacher-forced exact match on held-out samples passes a threshold.
+Half of every batch comes from the current stage, the rest from shorter ones, so earlier
+skills are not forgotten. Checkpoints are resumable (weights, optimizer and data position, all
+safetensors + JSON, never pickle); `log.jsonl` gets one JSON object per log step.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from model.backbones import build_rmt, tiny_llama_config
+from model.rmt import IGNORE_INDEX, RecurrentMemoryTransformer
+from model.tasks import NoiseSource, TaskGenerator, TaskSample
+from model.tokenizer import SP_FILE, SentencePieceTokenizer, load_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class TrainConfig:
+    output: str = "runs/default"
+    tokenizer: str = "assets/default/tokenizer.model"
+    init_from: str | None = None  # an RMT model directory to continue from
+    backbone: dict = field(default_factory=dict)  # overrides for tiny_llama_config
+    num_mem_tokens: int = 16
+    segment_size: int = 512
+    bptt_depth: int | None = None
+    tasks: list[str] = field(default_factory=lambda: ["qa1"])
+    needle_probability: float = 0.0
+    babi_dir: str | None = "../shared/data/babi"  # None: our own bAbI generator only
+    babi_val_fraction: float = 0.05
+    noise_dir: str | None = "../shared/data/books"
+    noise_exclude: list[str] = field(default_factory=lambda: ["frankenstein.txt"])  # held out for evaluation
+    curriculum: list[int] = field(default_factory=lambda: [0, 1, 2, 4, 8, 16])  # context segments; 0 = facts only
+    promote_at: float = 0.9
+    batch_size: int = 8
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 200
+    max_steps: int = 20000
+    max_minutes: float | None = None
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    eval_every: int = 100
+    eval_samples: int = 96
+    save_every: int = 100
+    precision: str = "fp32"  # or "bf16" (autocast; weights stay fp32)
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        data = json.loads(Path(path).read_text())
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown training settings in {path}: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+def _resolve(path: str | None) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path)
+    return p if p.is_absolute() else REPO / p
+
+
+def collate(samples: list[TaskSample], device: torch.device) -> dict[str, torch.Tensor]:
+    """Right-pad contexts and `[question answer]` queries; labels only on answer tokens."""
+    batch = len(samples)
+    ctx_len = max(len(s.context_ids) for s in samples)
+    q_len = max(len(s.question_ids) + len(s.answer_ids) for s in samples)
+    context = torch.zeros(batch, ctx_len, dtype=torch.long)
+    context_mask = torch.zeros(batch, ctx_len, dtype=torch.long)
+    query = torch.zeros(batch, q_len, dtype=torch.long)
+    query_mask = torch.zeros(batch, q_len, dtype=torch.long)
+    labels = torch.full((batch, q_len), IGNORE_INDEX, dtype=torch.long)
+    for i, s in enumerate(samples):
+        context[i, : len(s.context_ids)] = torch.tensor(s.context_ids, dtype=torch.long)
+        context_mask[i, : len(s.context_ids)] = 1
+        ids = list(s.question_ids) + list(s.answer_ids)
+        query[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        query_mask[i, : len(ids)] = 1
+        labels[i, len(s.question_ids) : len(ids)] = torch.tensor(s.answer_ids, dtype=torch.long)
+    out = dict(context_ids=context, context_mask=context_mask, query_ids=query, query_mask=query_mask, labels=labels)
+    if bool(out["context_mask"].all()):
+        out["context_mask"] = None
+    if bool(out["query_mask"].all()):
+        out["query_mask"] = None
+    return {k: (v.to(device) if v is not None else None) for k, v in out.items()}
+
+
+def stage_tokens(stage: int, segment_size: int, rng: random.Random) -> int:
+    """A context length for a curriculum stage: 0 means facts only, n fills (n-1, n] segments."""
+    if stage == 0:
+        return 0
+    low = (stage // 2) * segment_size if stage > 1 else segment_size // 4
+    return rng.randint(low + 1, stage * segment_size)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, on_log: Callable[[dict], None] | None = None):
+        self.config = config
+        self.on_log = on_log
+        self.out = _resolve(config.output)
+        self.device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available() else ("cpu" if config.device == "auto" else config.device))
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.rng = random.Random(config.seed)
+
+        if config.init_from:
+            self.model = RecurrentMemoryTransformer.from_pretrained(_resolve(config.init_from), device=self.device).train()
+            self.tokenizer = load_tokenizer(_resolve(config.init_from))
+        else:
+            self.tokenizer = SentencePieceTokenizer(_resolve(config.tokenizer))
+            backbone = tiny_llama_config(self.tokenizer.vocab_size, eos_id=self.tokenizer.eos_id, **config.backbone)
+            self.model = build_rmt(backbone, config.num_mem_tokens, config.segment_size, config.bptt_depth, seed=config.seed).to(self.device).train()
+
+        noise_dir = _resolve(config.noise_dir)
+        noise = NoiseSource.from_directory(noise_dir, exclude=config.noise_exclude) if noise_dir and noise_dir.is_dir() else None
+        babi_dir = _resolve(config.babi_dir)
+        babi_files = _babi_files(babi_dir, config.tasks) if babi_dir and babi_dir.is_dir() else None
+        common = dict(tasks=config.tasks, noise=noise, tokenizer=self.tokenizer, needle_probability=config.needle_probability)
+        self.train_tasks = TaskGenerator(babi_files=babi_files, split="train", val_fraction=config.babi_val_fraction, seed=config.seed, **common)
+        self.val_tasks = TaskGenerator(babi_files=babi_files, split="val", val_fraction=config.babi_val_fraction, seed=config.seed + 1, **common)
+
+        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and "memory" not in n]
+        no_decay = [p for n, p in self.model.named_parameters() if not (p.dim() >= 2 and "memory" not in n)]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.lr, betas=(0.9, 0.98), eps=1e-8,
+        )
+        self.step = 0
+        self.stage_index = 0
+        self.history: list[dict] = []
+        self._resume()
+
+    # ------------------------------------------------------------------ schedule
+
+    def lr_at(self, step: int) -> float:
+        c = self.config
+        if step < c.warmup_steps:
+            return c.lr * (step + 1) / c.warmup_steps
+        progress = min(1.0, (step - c.warmup_steps) / max(1, c.max_steps - c.warmup_steps))
+        return c.lr * (c.min_lr_ratio + (1 - c.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    @property
+    def stage(self) -> int:
+        return self.config.curriculum[self.stage_index]
+
+    def batch_samples(self) -> list[TaskSample]:
+        c = self.config
+        samples = []
+        for i in range(c.batch_size):
+            stage = self.stage if i < (c.batch_size + 1) // 2 or self.stage_index == 0 else self.config.curriculum[self.rng.randrange(self.stage_index + 1)]
+            samples.append(self.train_tasks.sample(stage_tokens(stage, c.segment_size, self.rng)))
+        return samples
+
+    # ------------------------------------------------------------------ steps
+
+    def _autocast(self):
+        enabled = self.config.precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def train_step(self) -> dict:
+        c = self.config
+        self.model.train()
+        lr = self.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        samples = self.batch_samples()
+        batch = collate(samples, self.device)
+        with self._autocast():
+            out = self.model(**batch, gradient_checkpointing=c.gradient_checkpointing)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.clip)
+        self.optimizer.step()
+        self.step += 1
+        tokens = sum(len(s.context_ids) + len(s.question_ids) + len(s.answer_ids) for s in samples)
+        return {"loss": float(out.loss.detach()), "acc": float(out.answer_correct.float().mean()), "grad_norm": float(grad_norm), "lr": lr, "tokens": tokens}
+
+    @torch.no_grad()
+    def evaluate(self, stage: int | None = None, samples: int | None = None) -> float:
+        """Teacher-forced exact match on held-out samples at the given stage's length."""
+        c = self.config
+        stage = self.stage if stage is None else stage
+        rng = random.Random(c.seed + 1000 + stage)
+        self.val_tasks.reseed(c.seed + 2000 + stage)
+        self.model.eval()
+        correct = total = 0
+        n = samples or c.eval_samples
+        for start in range(0, n, c.batch_size):
+            chunk = [self.val_tasks.sample(stage_tokens(stage, c.segment_size, rng)) for _ in range(min(c.batch_size, n - start))]
+            with self._autocast():
+                out = self.model(**collate(chunk, self.device))
+            correct += int(out.answer_correct.sum())
+            total += len(chunk)
+        self.model.train()
+        return correct / max(1, total)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save(self, final: bool = False) -> None:
+        """Atomically write a resumable checkpoint (and, when final, the weights alone)."""
+        ckpt = self.out / "checkpoint"
+        tmp = self.out / "checkpoint.tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(tmp)
+        self.tokenizer.save(tmp)
+        tensors, meta = _optimizer_to_flat(self.optimizer)
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        state = {"step": self.step, "stage_index": self.stage_index, "rng": _rng_state(self.rng), "optimizer": meta, "history": self.history[-50:], "config": asdict(self.config)}
+        (tmp / "trainer_state.json").write_text(json.dumps(state))
+        if ckpt.exists():
+            old = self.out / "checkpoint.old"
+            ckpt.replace(old)
+            tmp.replace(ckpt)
+            _rmtree(old)
+        else:
+            tmp.replace(ckpt)
+        if final:
+            self.model.save_pretrained(self.out / "final")
+            self.tokenizer.save(self.out / "final")
+
+    def _resume(self) -> None:
+        ckpt = self.out / "checkpoint"
+        if not (ckpt / "trainer_state.json").is_file():
+            return
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+        loaded = RecurrentMemoryTransformer.from_pretrained(ckpt, device=self.device)
+        self.model.load_state_dict(loaded.state_dict())
+        _optimizer_from_flat(self.optimizer, load_file(str(ckpt / "optimizer.safetensors")), state["optimizer"])
+        self.step, self.stage_index = state["step"], state["stage_index"]
+        self.rng.setstate(_rng_from_json(state["rng"]))
+        self.history = state.get("history", [])
+        self.train_tasks.reseed(self.config.seed + 7919 * self.step)
+
+    def log(self, record: dict) -> None:
+        record = {"time": round(time.time(), 1), **record}
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.on_log:
+            self.on_log(record)
+
+    # ------------------------------------------------------------------ loop
+
+    def fit(self, progress: bool = True) -> dict:
+        from tqdm import tqdm
+
+        c = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "train_config.json").write_text(json.dumps(asdict(c), indent=2))
+        start = time.time()
+        bar = tqdm(total=c.max_steps, initial=self.step, disable=not progress, dynamic_ncols=True)
+        window: list[dict] = []
+        while self.step < c.max_steps:
+            if c.max_minutes is not None and time.time() - start > 60 * c.max_minutes:
+                break
+            t0 = time.time()
+            info = self.train_step()
+            info["seconds"] = time.time() - t0
+            window.append(info)
+            bar.update(1)
+            if self.step % c.eval_every == 0:
+                acc = self.evaluate()
+                record = {
+                    "step": self.step, "stage": self.stage, "val_acc": acc,
+                    "loss": sum(w["loss"] for w in window) / len(window),
+                    "train_acc": sum(w["acc"] for w in window) / len(window),
+                    "lr": info["lr"], "tokens_per_s": sum(w["tokens"] for w in window) / sum(w["seconds"] for w in window),
+                }
+                window = []
+                self.history.append(record)
+                promoted = acc >= c.promote_at and self.stage_index + 1 < len(c.curriculum)
+                if promoted:
+                    self.stage_index += 1
+                record["promoted_to"] = self.stage if promoted else None
+                self.log(record)
+                bar.set_postfix(stage=record["stage"], loss=f"{record['loss']:.3f}", val=f"{acc:.2f}")
+            if self.step % c.save_every == 0:
+                self.save()
+        self.save(final=True)
+        bar.close()
+        return {"step": self.step, "stage": self.stage, "output": str(self.out / "final")}
+
+
+def _babi_files(directory: Path, tasks: list[str]) -> dict[str, Path]:
+    files = {}
+    for task in tasks:
+        if task.startswith("qa"):
+            found = sorted(directory.glob(f"{task}_*train.txt"))
+            if found:
+                files[task] = found[0]
+    return files
+
+
+def _optimizer_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{name}"] = value.detach().contiguous().cpu()
+            else:
+                scalars[f"{index}.{name}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _optimizer_from_flat(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, value in list(tensors.items()) + list(meta["scalars"].items()):
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def _rng_state(rng: random.Random) -> list:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def _rng_from_json(data: list) -> tuple:
+    return (data[0], tuple(data[1]), data[2])
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,91 @@
+"""Zip archives read in place, never extracted: nothing is written, so nothing can escape.
+
+Before any byte is decompressed the central directory is checked against the caps in
+`Limits` (entry count, total uncompressed size, per-entry compression ratio): an archive
+that fails them is refused whole, as a zip bomb would be. Entries with absolute paths, `..`
+components or symlink modes are skipped with a reason, as are encrypted entries; the rest
+become `FileRef`s named `archive.zip/inner/path`.
+"""
+from __future__ import annotations
+
+import io
+import re
+import stat
+import zipfile
+from pathlib import PurePosixPath
+
+from ingest.files import FileRef
+from ingest.limits import Limits, human_bytes
+from ingest.report import SkipSink
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def open_zip(ref: FileRef, report: SkipSink, limits: Limits) -> zipfile.ZipFile | None:
+    """The archive, opened for reading in place, or None after reporting why it was refused."""
+    if ref.depth >= limits.max_archive_depth:
+        report.skip(ref.source, f"archive nested more than {limits.max_archive_depth} deep")
+        return None
+    try:
+        # A member of another archive is read into memory (bounded): zip needs to seek.
+        handle = ref.opener() if ref.depth == 0 else io.BytesIO(ref.read_bytes(limits.max_member_bytes))
+        archive = zipfile.ZipFile(handle)
+    except Exception as error:  # noqa: BLE001 - BadZipFile, OSError, ValueError, ...
+        report.skip(ref.source, f"damaged or not a zip archive: {error}")
+        return None
+    reason = refusal_reason(archive.infolist(), limits)
+    if reason:
+        archive.close()
+        report.skip(ref.source, reason)
+        return None
+    return archive
+
+
+def refusal_reason(infos: list[zipfile.ZipInfo], limits: Limits) -> str | None:
+    """Why an archive must not be read at all (zip-bomb shapes), from its directory alone."""
+    if len(infos) > limits.max_zip_entries:
+        return f"refused: {len(infos)} entries (limit {limits.max_zip_entries}) — zip bomb?"
+    total = sum(info.file_size for info in infos)
+    if total > limits.max_zip_total_bytes:
+        return f"refused: expands to {human_bytes(total)} (limit {human_bytes(limits.max_zip_total_bytes)}) — zip bomb?"
+    for info in infos:
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size >= limits.zip_ratio_min_bytes and ratio > limits.max_zip_ratio:
+            return f"refused: {info.filename!r} expands {ratio:.0f}:1 (limit {limits.max_zip_ratio:.0f}:1) — zip bomb?"
+    return None
+
+
+def unsafe_reason(info: zipfile.ZipInfo) -> str | None:
+    """Why an entry must not be read: a path that leaves the archive, a link, a password."""
+    name = info.filename.replace("\\", "/")
+    if name.startswith("/") or _DRIVE.match(name):
+        return "unsafe path in archive (absolute path)"
+    if ".." in PurePosixPath(name).parts or "\x00" in name:
+        return "unsafe path in archive (path traversal)"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "symbolic link in archive (not followed)"
+    if info.flag_bits & 0x1:
+        return "encrypted entry (needs a password)"
+    return None
+
+
+def archive_members(archive: zipfile.ZipFile, ref: FileRef, report: SkipSink) -> list[FileRef]:
+    """Every safe file entry as a FileRef, sorted by path; unsafe ones reported."""
+    members: dict[str, FileRef] = {}
+    for info in archive.infolist():
+        if info.is_dir():
+            continue
+        relpath = "/".join(part for part in info.filename.replace("\\", "/").split("/") if part not in ("", "."))
+        source = f"{ref.source}/{relpath}"
+        reason = unsafe_reason(info) or ("duplicate entry name in archive" if relpath in members else None)
+        if reason:
+            report.skip(f"{ref.source}/{info.filename}", reason)
+            continue
+        members[relpath] = FileRef(source, relpath, info.file_size, _opener(archive, info), ref.depth + 1)
+    return [members[name] for name in sorted(members)]
+
+
+def _opener(archive: zipfile.ZipFile, info: zipfile.ZipInfo):
+    # zipfile stops at the declared size and checks the CRC, so a lying header cannot
+    # make an entry bigger than the directory (already capped) says.
+    return lambda: archive.open(info)

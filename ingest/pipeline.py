@@ -1,0 +1,47 @@
+"""One call from paths to a token stream and a report, shared by the CLI, corpora and the UI."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ingest.limits import DEFAULT_LIMITS, Limits
+from ingest.report import IngestReport, Skipped
+from ingest.sources import iter_documents
+from ingest.stream import CorpusStream, DocumentRecord
+from ingest.tokenizers import tokenizer_name
+
+Progress = Callable[[DocumentRecord | Skipped], None]
+
+
+def ingest_paths(
+    paths: Iterable[str | Path],
+    tokenizer,
+    *,
+    progress: Progress | None = None,
+    keep_tokens: bool = True,
+    limits: Limits = DEFAULT_LIMITS,
+) -> tuple[IngestReport, CorpusStream]:
+    """Read every file under `paths` into one token stream.
+
+    `tokenizer` is anything with `encode(text) -> ids` (or a plain callable); `progress` is
+    called after each document with its record (or its skip). `keep_tokens=False` only
+    counts, for dry runs over huge inputs. Bad files end up in `report.skipped`; this
+    raises only for bugs, never for bad input.
+    """
+    started = time.perf_counter()
+    report = IngestReport(tokenizer=tokenizer_name(tokenizer))
+    stream = CorpusStream(tokenizer, keep_tokens=keep_tokens, report=report)
+    for document in iter_documents(paths, report, limits=limits):
+        try:
+            result = stream.add(document)
+        except Exception as error:  # noqa: BLE001 - a tokenizer failing on odd text
+            meta = document.metadata
+            result = Skipped(meta["source"], f"tokenizer failed: {type(error).__name__}: {error}", meta.get("page"))
+            report.skip(result.path, result.reason, result.page)
+        if isinstance(result, DocumentRecord):
+            report.add(result)
+        if progress is not None:
+            progress(result)
+    report.finish(time.perf_counter() - started)
+    return report, stream

@@ -43,10 +43,13 @@ class MemoryCell(nn.Module):
         super().__init__()
         self.backbone = backbone
         embeddings = backbone.get_input_embeddings().weight
+        scale = embeddings.detach().float().std().item()
         # Learned initial memory, at the scale of the backbone's token embeddings.
-        self.memory = nn.Parameter(
-            torch.randn(num_mem_tokens, embeddings.shape[1], dtype=embeddings.dtype) * embeddings.detach().float().std().item()
-        )
+        self.memory = nn.Parameter(torch.randn(num_mem_tokens, embeddings.shape[1], dtype=embeddings.dtype) * scale)
+        # The last layer's (normalised) output has unit scale per dimension; fed back as is, it
+        # dwarfs what attention adds at the write positions of the next segment and the memory
+        # collapses to a near-constant. A learned scalar keeps written memory at embedding scale.
+        self.write_scale = nn.Parameter(torch.tensor(scale, dtype=embeddings.dtype))
 
     @property
     def num_mem_tokens(self) -> int:
@@ -83,7 +86,7 @@ class MemoryCell(nn.Module):
 
         out = self.backbone.base_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False)
         hidden = out.last_hidden_state
-        new_memory = hidden[:, mem + length :] if write else None
+        new_memory = hidden[:, mem + length :] * self.write_scale if write else None
         return hidden[:, mem : mem + length], new_memory
 
 
@@ -122,16 +125,25 @@ class RecurrentMemoryTransformer(nn.Module):
                 mask = None
             yield ids, mask
 
-    def _step(self, ids: Tensor, mask: Tensor | None, memory: Tensor, use_checkpoint: bool) -> Tensor:
+    def _step(self, ids: Tensor, mask: Tensor | None, memory: Tensor, use_checkpoint: bool) -> tuple[Tensor, Tensor]:
         if use_checkpoint and torch.is_grad_enabled():
-            _, new = checkpoint(self.cell, ids, mask, memory, use_reentrant=False)
+            hidden, new = checkpoint(self.cell, ids, mask, memory, use_reentrant=False)
         else:
-            _, new = self.cell(ids, mask, memory)
+            hidden, new = self.cell(ids, mask, memory)
         if mask is not None:
             # A document that has ended keeps its memory: same result as reading it alone.
             has_tokens = mask.any(dim=1).view(-1, 1, 1)
             new = torch.where(has_tokens, new, memory.to(new.dtype))
-        return new
+        return hidden, new
+
+    def _lm_loss(self, hidden: Tensor, ids: Tensor, mask: Tensor | None) -> Tensor | None:
+        """Next-token loss over a context segment (an auxiliary signal for from-scratch readers)."""
+        targets = ids[:, 1:]
+        valid = torch.ones_like(targets, dtype=torch.bool) if mask is None else (mask[:, 1:] > 0)
+        if not bool(valid.any()):
+            return None
+        logits = self.backbone.get_output_embeddings()(hidden[:, :-1][valid]).float()
+        return F.cross_entropy(logits, targets[valid])
 
     @torch.no_grad()
     def read(
@@ -157,7 +169,7 @@ class RecurrentMemoryTransformer(nn.Module):
         for ids, mask in self.segments(input_ids, attention_mask):
             # Autocast per segment, never across a yield: the caller's code must not run under it.
             with torch.autocast(self.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                memory = self._step(ids, mask, memory, use_checkpoint=False).to(self.cell.memory.dtype)
+                memory = self._step(ids, mask, memory, use_checkpoint=False)[1].to(self.cell.memory.dtype)
             yield memory
 
     def forward(
@@ -169,6 +181,7 @@ class RecurrentMemoryTransformer(nn.Module):
         query_mask: Tensor | None = None,
         bptt_depth: int | None = None,
         gradient_checkpointing: bool = False,
+        lm_weight: float = 0.0,
     ) -> RMTOutput:
         """Read the context, then predict the answer tokens of `[question answer]`.
 
@@ -176,15 +189,19 @@ class RecurrentMemoryTransformer(nn.Module):
         so the loss is on answer tokens only. `bptt_depth` (k2, default from the config) counts
         the recurrent steps gradients flow through, the answering step included: earlier steps
         run under no_grad, so truncation costs no activation memory and cannot silently leak.
+        `lm_weight` > 0 adds next-token loss on the context segments that get gradients.
         """
         depth = self.config.bptt_depth if bptt_depth is None else bptt_depth
         segments = list(self.segments(context_ids, context_mask))
         num_steps = len(segments) + 1
         first_grad_step = 0 if depth is None else max(0, num_steps - depth)
         memory = self.initial_memory(context_ids.shape[0])
+        lm_losses = []
         for index, (ids, mask) in enumerate(segments):
             with torch.set_grad_enabled(torch.is_grad_enabled() and index >= first_grad_step):
-                memory = self._step(ids, mask, memory, use_checkpoint=gradient_checkpointing)
+                hidden, memory = self._step(ids, mask, memory, use_checkpoint=gradient_checkpointing)
+                if lm_weight > 0 and torch.is_grad_enabled():
+                    lm_losses.append(self._lm_loss(hidden, ids, mask))
         if 0 < len(segments) <= first_grad_step:
             memory = memory.detach()
 
@@ -193,6 +210,9 @@ class RecurrentMemoryTransformer(nn.Module):
         selected = targets != IGNORE_INDEX
         logits = self.backbone.get_output_embeddings()(hidden[:, :-1][selected]).float()
         loss = F.cross_entropy(logits, targets[selected]) if logits.shape[0] else None
+        lm_losses = [x for x in lm_losses if x is not None]
+        if loss is not None and lm_losses:
+            loss = loss + lm_weight * torch.stack(lm_losses).mean()
         hits = torch.ones_like(targets, dtype=torch.bool)
         hits[selected] = logits.argmax(dim=-1) == targets[selected]
         return RMTOutput(loss=loss, logits=logits, answer_correct=hits.all(dim=1), memory=memory)

@@ -12,7 +12,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -42,7 +42,8 @@ class TrainConfig:
     babi_val_fraction: float = 0.05
     noise_dir: str | None = "../shared/data/books"
     noise_exclude: list[str] = field(default_factory=lambda: ["frankenstein.txt"])  # held out for evaluation
-    curriculum: list[int] = field(default_factory=lambda: [0, 1, 2, 4, 8, 16])  # context segments; 0 = facts only
+    # context segments per stage; 0 = facts only, -1 = facts in the answering segment (no memory)
+    curriculum: list[int] = field(default_factory=lambda: [-1, 0, 1, 2, 4, 8, 16])
     promote_at: float = 0.9
     batch_size: int = 8
     lr: float = 1e-3
@@ -57,6 +58,7 @@ class TrainConfig:
     save_every: int = 100
     precision: str = "fp32"  # or "bf16" (autocast; weights stay fp32)
     gradient_checkpointing: bool = False
+    lm_weight: float = 0.0  # auxiliary next-token loss on context segments
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -102,9 +104,19 @@ def collate(samples: list[TaskSample], device: torch.device) -> dict[str, torch.
     return {k: (v.to(device) if v is not None else None) for k, v in out.items()}
 
 
+def draw_sample(tasks: TaskGenerator, stage: int, segment_size: int, rng: random.Random) -> TaskSample:
+    """A sample for a curriculum stage (see `stage_tokens`); stage -1 is "direct": the facts sit in
+    the answering segment itself, so the backbone first learns the task by attention alone and
+    the memory later only has to carry what attention already knows how to use."""
+    sample = tasks.sample(stage_tokens(stage, segment_size, rng))
+    if stage < 0:
+        sample = replace(sample, question_ids=list(sample.context_ids) + list(sample.question_ids), context_ids=[])
+    return sample
+
+
 def stage_tokens(stage: int, segment_size: int, rng: random.Random) -> int:
-    """A context length for a curriculum stage: 0 means facts only, n fills (n-1, n] segments."""
-    if stage == 0:
+    """A context length for a curriculum stage: 0 (and -1) mean facts only, n fills (n/2, n] segments."""
+    if stage <= 0:
         return 0
     low = (stage // 2) * segment_size if stage > 1 else segment_size // 4
     return rng.randint(low + 1, stage * segment_size)
@@ -166,7 +178,7 @@ class Trainer:
         samples = []
         for i in range(c.batch_size):
             stage = self.stage if i < (c.batch_size + 1) // 2 or self.stage_index == 0 else self.config.curriculum[self.rng.randrange(self.stage_index + 1)]
-            samples.append(self.train_tasks.sample(stage_tokens(stage, c.segment_size, self.rng)))
+            samples.append(draw_sample(self.train_tasks, stage, c.segment_size, self.rng))
         return samples
 
     # ------------------------------------------------------------------ steps
@@ -184,7 +196,7 @@ class Trainer:
         samples = self.batch_samples()
         batch = collate(samples, self.device)
         with self._autocast():
-            out = self.model(**batch, gradient_checkpointing=c.gradient_checkpointing)
+            out = self.model(**batch, gradient_checkpointing=c.gradient_checkpointing, lm_weight=c.lm_weight)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.clip)
@@ -204,7 +216,7 @@ class Trainer:
         correct = total = 0
         n = samples or c.eval_samples
         for start in range(0, n, c.batch_size):
-            chunk = [self.val_tasks.sample(stage_tokens(stage, c.segment_size, rng)) for _ in range(min(c.batch_size, n - start))]
+            chunk = [draw_sample(self.val_tasks, stage, c.segment_size, rng) for _ in range(min(c.batch_size, n - start))]
             with self._autocast():
                 out = self.model(**collate(chunk, self.device))
             correct += int(out.answer_correct.sum())

@@ -1,0 +1,126 @@
+"""`rmtqa eval`: BABILong-style accuracy of a model by context length, with baselines.
+
+    rmtqa eval --babi FILE --noise DIR --lengths 1k,4k,32k,128k,1M --samples N
+               [--task qa1] [--model DIR] [--split val|all] [--seed S] [--heatmap PNG] [--json]
+
+The questions come from a bAbI-format file (with `--split val`, only the stories training held
+out: the same split, fraction and seed as `rmtqa train`), the padding from the .txt files of a
+folder. For the shipped model on the shared books pass `--noise-include frankenstein`, the
+book training never read. The last line printed is always one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from app.cli import UserError
+from app.paths import default_model_dir
+
+AUTOCAST = {"bf16": "bfloat16"}
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="accuracy by context length and fact depth, with last-segment and BM25 baselines",
+        description="Answer bAbI questions hidden in long book text; report exact match by length and depth.",
+    )
+    parser.add_argument("--babi", type=Path, required=True, metavar="FILE", help="a bAbI-format file (stories restart at id 1)")
+    parser.add_argument("--noise", type=Path, required=True, metavar="DIR", help="a folder of .txt files to pad contexts with")
+    parser.add_argument("--noise-include", type=_names, metavar="NAMES", help="only these documents of DIR (comma-separated, e.g. frankenstein)")
+    parser.add_argument("--noise-exclude", type=_names, default=[], metavar="NAMES", help="documents of DIR to leave out (comma-separated)")
+    parser.add_argument("--lengths", type=_names, required=True, metavar="LIST", help="context lengths in tokens, e.g. 1k,4k,32k,128k,1M")
+    parser.add_argument("--samples", type=int, default=20, metavar="N", help="samples per length (default 20)")
+    parser.add_argument("--task", help="bAbI task of FILE (default: from its name, e.g. qa1_...)")
+    parser.add_argument("--model", type=Path, metavar="DIR", help=f"model directory (default: {default_model_dir()})")
+    parser.add_argument("--split", choices=["val", "all"], default="val", help="val: only the stories training held out (default); all: every story")
+    parser.add_argument("--val-fraction", type=float, default=0.05, help="held-out fraction of stories, as in training (default 0.05)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument("--depth-buckets", type=int, default=5, metavar="K", help="depth buckets; 1 draws depths as they come (default 5)")
+    parser.add_argument("--batch-size", type=int, default=8, help="contexts read together (default 8)")
+    parser.add_argument(
+        "--autocast", choices=sorted(AUTOCAST),
+        help="read contexts under autocast: faster only with native bf16 matmuls (GPUs, CPUs with AMX/AVX512-BF16), far slower without",
+    )
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (1 is fastest on a machine busy with other work)")
+    parser.add_argument("--heatmap", type=Path, metavar="PNG", help="write a depth x length accuracy heatmap")
+    parser.add_argument("--json", action="store_true", help="print only the JSON report")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from model.babi import parse_babi
+    from model.evaluate import evaluate, plot_heatmap
+    from model.rmt import RecurrentMemoryTransformer
+    from model.tasks import NoiseSource, TaskGenerator, parse_length
+    from model.tokenizer import load_tokenizer
+
+    if min(args.samples, args.depth_buckets, args.batch_size, args.threads or 1) < 1:
+        raise UserError("--samples, --depth-buckets, --batch-size and --threads must be at least 1")
+    lengths = [parse_length(length) for length in args.lengths]
+    if not args.babi.is_file():
+        raise UserError(f"no bAbI file at {args.babi}")
+    if not args.noise.is_dir():
+        raise UserError(f"no folder of .txt files at {args.noise}")
+    model_dir = args.model or default_model_dir()
+    if not (model_dir / "config.json").is_file():
+        raise UserError(f"no model at {model_dir}: train one with `rmtqa train` or pass --model")
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available")
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = RecurrentMemoryTransformer.from_pretrained(model_dir, device=device)
+    tokenizer = load_tokenizer(model_dir)
+    try:
+        stories = parse_babi(args.babi, args.task)
+    except ValueError as error:
+        raise UserError(str(error).replace("pass task=", "pass --task")) from error
+    task = stories[0].task if stories else args.task
+    noise = NoiseSource.from_directory(args.noise, include=args.noise_include, exclude=args.noise_exclude)
+    generator = TaskGenerator(
+        tokenizer, [task], babi_files={task: stories}, noise=noise, seed=args.seed,
+        split="val" if args.split == "val" else None, val_fraction=args.val_fraction,
+    )
+    autocast = getattr(torch, AUTOCAST[args.autocast]) if args.autocast else None
+    report = evaluate(
+        model, tokenizer, generator, lengths, args.samples, depth_buckets=args.depth_buckets,
+        batch_size=args.batch_size, autocast_dtype=autocast, progress=True,
+    )
+    report = {
+        "task": report.pop("task"), "model": str(model_dir), "split": args.split, "seed": args.seed,
+        "noise": sorted(noise.documents), "autocast": args.autocast, "device": device, **report,
+    }
+    if args.heatmap:
+        plot_heatmap(report, args.heatmap, title=f"{task} on {model_dir.name}: exact match")
+        report["heatmap"] = str(args.heatmap)
+    if not args.json:
+        print(table(report))
+    print(json.dumps(report))
+    return 0
+
+
+def table(report: dict) -> str:
+    """Accuracy per length for people: the model, each baseline, n and reading speed."""
+    from model.evaluate import format_length
+
+    names = list(report["baselines"])
+    header = f"{'length':>8} {'rmt':>6} " + " ".join(f"{name:>12}" for name in names) + f" {'n':>5} {'tok/s':>8}"
+    lines = [header]
+    for i, result in enumerate(report["results"]):
+        cells = [result["accuracy"]] + [report["baselines"][name][i]["accuracy"] for name in names]
+        shown = [f"{c:.3f}" if c is not None else "-" for c in cells]
+        lines.append(
+            f"{format_length(result['length']):>8} {shown[0]:>6} " + " ".join(f"{s:>12}" for s in shown[1:])
+            + f" {result['n']:>5} {result['tokens_per_s'] or '-':>8}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,290 @@
+"""BABILong-style evaluation of an RMT reader: accuracy by context length and fact depth.
+
+Every sample is answered three ways from the same model, so the numbers are comparable:
+
+* `rmt`: read the whole context into memory, then greedily generate the answer;
+* `last_segment`: read only the final S tokens from the initial memory (no carried memory),
+  which shows what the model gets without recurrence;
+* `bm25`: read the one segment that BM25 ranks first for the question (from the initial
+  memory), which shows what single-segment retrieval gets.
+
+Answers are scored by exact match after normalisation, as BABILong scores fine-tuned RMTs.
+Samples drawn from a generator are stratified by depth (where the last supporting fact sits):
+each is redrawn until its depth falls in its assigned bucket, and the depth reported is the
+sample's own, so the depth x length heatmap has samples in every cell.
+"""
+from __future__ import annotations
+
+import re
+import string
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from model.rmt import RecurrentMemoryTransformer
+from model.tasks import TaskGenerator, TaskSample, parse_length
+from model.tokenizer import Tokenizer
+
+BASELINES = ("last_segment", "bm25")
+MAX_DEPTH_TRIES = 200  # redraws per sample to hit its depth bucket; then it is bucketed as it is
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """Lowercase, punctuation removed, whitespace collapsed: ' Kitchen.' -> 'kitchen'."""
+    return " ".join(text.lower().translate(_PUNCTUATION).split())
+
+
+def exact_match(prediction: str, answer: str) -> bool:
+    return normalize_answer(prediction) == normalize_answer(answer)
+
+
+def depth_bucket(depth: float, buckets: int) -> int:
+    """Index of the equal-width bucket of [0, 1) that holds `depth`."""
+    return min(int(depth * buckets), buckets - 1)
+
+
+def bucket_labels(buckets: int) -> list[str]:
+    return [f"{round(100 * i / buckets)}-{round(100 * (i + 1) / buckets)}%" for i in range(buckets)]
+
+
+def stratified_samples(generator: TaskGenerator, length: int, n: int, buckets: int) -> Iterator[TaskSample]:
+    """`n` samples of `length` tokens, the i-th redrawn until its depth is in bucket i % buckets."""
+    for i in range(n):
+        for _ in range(MAX_DEPTH_TRIES):
+            sample = generator.sample(length)
+            if depth_bucket(sample.depth, buckets) == i % buckets:
+                break
+        yield sample
+
+
+# ----------------------------------------------------------------- BM25 retrieval
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def bm25_segment(segments: Sequence[str], question: str) -> int:
+    """Index of the segment BM25 ranks first for the question (the first one on ties).
+
+    BM25Plus rather than BM25Okapi: Okapi's idf is 0 for a word in one of two segments, so
+    a two-segment context would always retrieve the first.
+    """
+    from rank_bm25 import BM25Plus
+
+    if len(segments) == 1:
+        return 0
+    scores = BM25Plus([_words(s) for s in segments]).get_scores(_words(question))
+    return int(np.argmax(scores))
+
+
+def bm25_context(sample: TaskSample, tokenizer: Tokenizer, segment_size: int) -> list[int]:
+    """The context segment (as the model cuts it) that BM25 retrieves for the question."""
+    ids = sample.context_ids
+    chunks = [ids[start : start + segment_size] for start in range(0, len(ids), segment_size)] or [[]]
+    return chunks[bm25_segment([tokenizer.decode(chunk) for chunk in chunks], sample.question)]
+
+
+# ----------------------------------------------------------------- reading and answering
+
+
+def read_batch(
+    model: RecurrentMemoryTransformer,
+    contexts: Sequence[Sequence[int]],
+    autocast_dtype: torch.dtype | None = None,
+    on_segment: Callable[[int], object] | None = None,
+) -> Tensor:
+    """Memory (B, M, d) after reading each context from the initial memory, in one batch
+    (right-padded with a mask when lengths differ). `on_segment(tokens)` counts progress."""
+    longest = max(len(c) for c in contexts)
+    memory = model.initial_memory(len(contexts))
+    if longest == 0:
+        return memory
+    ids = torch.zeros(len(contexts), longest, dtype=torch.long)
+    mask = torch.zeros(len(contexts), longest, dtype=torch.long)
+    for i, context in enumerate(contexts):
+        ids[i, : len(context)] = torch.as_tensor(list(context), dtype=torch.long)
+        mask[i, : len(context)] = 1
+    attention_mask = None if bool(mask.all()) else mask.to(model.device)
+    segment = model.config.segment_size
+    for index, memory in enumerate(model.read(ids, attention_mask, autocast_dtype=autocast_dtype)):
+        if on_segment is not None:
+            on_segment(int(mask[:, index * segment : (index + 1) * segment].sum()))
+    return memory
+
+
+def answer(model: RecurrentMemoryTransformer, tokenizer: Tokenizer, memory: Tensor, question_ids: Sequence[int], max_new_tokens: int = 16) -> str:
+    """Greedy answer decoded from one memory (M, d), stopping at eos."""
+    return tokenizer.decode(model.generate(memory, question_ids, max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_id))
+
+
+def method_contexts(method: str, samples: Sequence[TaskSample], tokenizer: Tokenizer, segment_size: int) -> list[list[int]]:
+    """What each method reads: the whole context, its final segment, or the BM25 segment."""
+    if method == "rmt":
+        return [s.context_ids for s in samples]
+    if method == "last_segment":
+        return [s.context_ids[-segment_size:] for s in samples]
+    return [bm25_context(s, tokenizer, segment_size) for s in samples]
+
+
+# ----------------------------------------------------------------- the evaluation
+
+
+def _summary(hits: list[tuple[int, bool]], buckets: int) -> dict:
+    """Accuracy overall and per depth bucket from (bucket, correct) pairs; None where empty."""
+    labels = bucket_labels(buckets)
+    by_depth = []
+    for b in range(buckets):
+        cell = [ok for bucket, ok in hits if bucket == b]
+        by_depth.append({"depth": labels[b], "accuracy": sum(cell) / len(cell) if cell else None, "n": len(cell)})
+    accuracy = sum(ok for _, ok in hits) / len(hits) if hits else None
+    return {"accuracy": accuracy, "n": len(hits), "by_depth": by_depth}
+
+
+def _groups(
+    source: TaskGenerator | Sequence[TaskSample], lengths: Iterable[int | str] | None, samples: int | None, buckets: int
+) -> list[tuple[int, Iterator[TaskSample], int]]:
+    """(length, samples, count) per length: drawn lazily from a generator (1M-token samples
+    are big), or given samples grouped by their context length."""
+    if isinstance(source, TaskGenerator):
+        if lengths is None or samples is None:
+            raise ValueError("evaluating a generator needs lengths and a number of samples")
+        parsed = [parse_length(length) for length in lengths]
+        return [(length, stratified_samples(source, length, samples, buckets), samples) for length in parsed]
+    by_length: dict[int, list[TaskSample]] = defaultdict(list)
+    for sample in source:
+        by_length[len(sample.context_ids)].append(sample)
+    return [(length, iter(group), len(group)) for length, group in sorted(by_length.items())]
+
+
+def _batches(samples: Iterator[TaskSample], size: int) -> Iterator[list[TaskSample]]:
+    batch: list[TaskSample] = []
+    for sample in samples:
+        batch.append(sample)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def evaluate(
+    model: RecurrentMemoryTransformer,
+    tokenizer: Tokenizer,
+    generator_or_samples: TaskGenerator | Sequence[TaskSample],
+    lengths: Iterable[int | str] | None = None,
+    samples: int | None = None,
+    *,
+    depth_buckets: int = 5,
+    baselines: Sequence[str] = BASELINES,
+    batch_size: int = 8,
+    autocast_dtype: torch.dtype | None = None,
+    max_new_tokens: int = 16,
+    progress: bool = False,
+) -> dict:
+    """Exact-match accuracy per context length (and depth bucket) of the model and baselines.
+
+    With a generator, `samples` samples are drawn per length in `lengths`, stratified by depth;
+    with a list of samples, they are grouped by context length. Contexts of one length are
+    read in batches of `batch_size`; answers are generated one sample at a time. Returns
+    {"task", "depth_buckets", "results": [{"length", "accuracy", "n", "by_depth", "seconds",
+    "read_seconds", "tokens_per_s"}, ...], "baselines": {name: [{"length", "accuracy", "n",
+    "by_depth"}, ...]}}.
+    """
+    from tqdm import tqdm
+
+    unknown = set(baselines) - set(BASELINES)
+    if unknown:
+        raise ValueError(f"unknown baselines: {', '.join(sorted(unknown))} (expected {', '.join(BASELINES)})")
+    groups = _groups(generator_or_samples, lengths, samples, depth_buckets)
+    segment = model.config.segment_size
+    bar = tqdm(total=sum(length * count for length, _, count in groups), unit="tok", unit_scale=True, disable=not progress, dynamic_ncols=True)
+    was_training = model.training
+    model.eval()
+    tasks: set[str] = set()
+    results: list[dict] = []
+    baseline_results: dict[str, list[dict]] = {name: [] for name in baselines}
+    try:
+        for length, group, _ in groups:
+            bar.set_postfix_str(f"length {length:,}")
+            hits: dict[str, list[tuple[int, bool]]] = {name: [] for name in ("rmt", *baselines)}
+            start, read_seconds, read_tokens = time.perf_counter(), 0.0, 0
+            for batch in _batches(group, batch_size):
+                tasks.update(s.task for s in batch)
+                buckets = [depth_bucket(s.depth, depth_buckets) for s in batch]
+                for method in hits:
+                    t0 = time.perf_counter()
+                    contexts = method_contexts(method, batch, tokenizer, segment)
+                    memory = read_batch(model, contexts, autocast_dtype, bar.update if method == "rmt" else None)
+                    if method == "rmt":
+                        read_seconds += time.perf_counter() - t0
+                        read_tokens += sum(len(c) for c in contexts)
+                    for i, sample in enumerate(batch):
+                        prediction = answer(model, tokenizer, memory[i], sample.question_ids, max_new_tokens)
+                        hits[method].append((buckets[i], exact_match(prediction, sample.answer)))
+            seconds = time.perf_counter() - start
+            results.append(
+                {
+                    "length": length,
+                    **_summary(hits["rmt"], depth_buckets),
+                    "seconds": round(seconds, 2),
+                    "read_seconds": round(read_seconds, 2),
+                    "tokens_per_s": round(read_tokens / read_seconds) if read_seconds else None,
+                }
+            )
+            for name in baselines:
+                baseline_results[name].append({"length": length, **_summary(hits[name], depth_buckets)})
+    finally:
+        bar.close()
+        model.train(was_training)
+    return {"task": ",".join(sorted(tasks)), "depth_buckets": bucket_labels(depth_buckets), "results": results, "baselines": baseline_results}
+
+
+# ----------------------------------------------------------------- reporting
+
+
+def format_length(length: int) -> str:
+    """1000000 -> '1M', 32000 -> '32k', 200 -> '200' (BABILong's decimal names)."""
+    for unit, scale in (("M", 1_000_000), ("k", 1000)):
+        if length >= scale and length % (scale // 10) == 0:
+            return f"{length / scale:g}{unit}"
+    return str(length)
+
+
+def plot_heatmap(report: dict, path: str | Path, title: str | None = None) -> None:
+    """Accuracy by depth bucket (rows) x context length (columns), n in every cell; empty
+    cells are grey."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["depth_buckets"]
+    columns = report["results"]
+    grid = np.full((len(rows), len(columns)), np.nan)
+    for c, result in enumerate(columns):
+        for r, cell in enumerate(result["by_depth"]):
+            if cell["accuracy"] is not None:
+                grid[r, c] = cell["accuracy"]
+    figure, axes = plt.subplots(figsize=(1.3 * len(columns) + 2.5, 0.7 * len(rows) + 1.8))
+    cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="lightgrey")
+    image = axes.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=1, aspect="auto")
+    for c, result in enumerate(columns):
+        for r, cell in enumerate(result["by_depth"]):
+            text = "n=0" if cell["accuracy"] is None else f"{cell['accuracy']:.2f}\nn={cell['n']}"
+            axes.text(c, r, text, ha="center", va="center", fontsize=8)
+    axes.set_xticks(range(len(columns)), [format_length(r["length"]) for r in columns])
+    axes.set_yticks(range(len(rows)), rows)
+    axes.set_xlabel("context length (tokens)")
+    axes.set_ylabel("depth of the last supporting fact")
+    axes.set_title(title or f"{report['task']}: exact match")
+    figure.colorbar(image, ax=axes, label="accuracy")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -264,6 +264,8 @@ class RecurrentMemoryTransformer(nn.Module):
 
         Used to find where in a corpus an answer became likely (sources without retrieval).
         """
+        if not prompt_ids:
+            raise ValueError("score() needs a non-empty prompt: the first target is predicted from its last token")
         ids = torch.tensor(list(prompt_ids) + list(target_ids), dtype=torch.long, device=self.device)
         targets = ids[len(prompt_ids) :]
         head = self.backbone.get_output_embeddings()

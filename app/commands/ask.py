@@ -1,0 +1,62 @@
+"""`rmtqa ask NAME "QUESTION" [--as-of DOC] [--json]`: answer from a corpus's memory.
+
+Without `--json` the answer streams to stdout as it is generated, followed by its sources
+(file, page, lines, score, excerpt). With `--json`, stdout is one line:
+`{"answer", "sources": [{"path", "page", "lines", "excerpt", "score", ...}], "seconds", ...}`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("ask", help="answer a question from a corpus, with sources",
+                                   description="Answer a question from a corpus's memory, with the places it came from.")
+    parser.add_argument("corpus", metavar="NAME", help="corpus to ask (see `rmtqa corpora`)")
+    parser.add_argument("question", metavar="QUESTION")
+    parser.add_argument("--as-of", metavar="DOC", help="answer from an earlier memory: a document path (or file name, PATH#page=N) or segment:N")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
+    parser.add_argument("--model", type=Path, help="model directory (default: the one the corpus was read with)")
+    parser.add_argument("--max-new-tokens", type=int, default=48, help="longest answer in tokens (default 48)")
+    parser.add_argument("--no-sources", action="store_true", help="skip finding sources (faster)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.corpus_service import configure_threads
+    from app.service import CorpusService
+
+    configure_threads()
+    service = CorpusService(model_dir=args.model)
+    options = dict(as_of=args.as_of, max_new_tokens=args.max_new_tokens, sources=not args.no_sources)
+    if args.json:
+        print(json.dumps(service.ask(args.corpus, args.question, **options), ensure_ascii=False))
+        return 0
+    result = None
+    started = False
+    for event in service.ask_stream(args.corpus, args.question, **options):
+        if event["type"] == "token":
+            text = event["text"].lstrip() if not started else event["text"]
+            started = started or bool(text)
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            result = event
+    assert result is not None
+    print()
+    if not result["answer"]:
+        print("(no answer)")
+    if result["as_of"]:
+        print(f"  as of {result['as_of']}")
+    if not result["complete"]:
+        print(f"  note: the corpus is not fully read yet; answered after segment {result['segment']} of {result['segments']}")
+    for source in result["sources"]:
+        page = f" page {source['page']}" if source["page"] is not None else ""
+        first, last = source["lines"]
+        lines = f"line {first}" if first == last else f"lines {first}-{last}"
+        print(f"  {source['path']}{page} {lines} (score {source['score']:+.2f}): {source['excerpt']}")
+    print(f"  ({result['seconds']:.2f} s)", file=sys.stderr)
+    return 0

@@ -311,6 +311,7 @@ class CorpusService:
                 raise CorpusError(f"no corpus named {corpus}")
             loaded = self._ingest_model(old)
             size = loaded.segment_size
+            scan_started = time.perf_counter()
             sources = new_sources(list(old.get("sources", [])) if old else [])
             scanned = {"documents": 0, "tokens": 0}
 
@@ -326,7 +327,7 @@ class CorpusService:
                 first = report.skipped[0] if report.skipped else None
                 why = f" ({first.path}: {first.reason})" if first else ""
                 raise CorpusError(f"nothing readable to put in corpus {corpus}{why}")
-            scan_seconds = time.perf_counter() - started
+            scan_seconds = time.perf_counter() - scan_started
             tokens = np.frombuffer(stream.tokens, dtype=np.uint32)
             hashes = chain_hashes(tokens, size)
             line_tokens, line_chars, offsets = concat_line_arrays(stream.records)

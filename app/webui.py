@@ -106,6 +106,10 @@ class WebUI:
                 continue
         return model_card(self.model_dir), images
 
+    def model_tab(self) -> tuple:
+        text, images = self.model_view()
+        return text, gr.update(value=images, visible=bool(images))
+
     def name(self, path: str) -> str:
         return self.uploads.display(path)
 
@@ -389,7 +393,8 @@ def build_app(service: CorpusService | None = None, *, max_upload_mb: float = DE
             with gr.Tab("Model", id="model"):
                 card, images = ui.model_view()
                 card = gr.Markdown(card, elem_id="model-card")
-                gallery = gr.Gallery(images, label="Evaluation heatmaps", visible=bool(images), columns=2, height="auto")
+                gallery = gr.Gallery(images, label="Evaluation heatmaps", visible=bool(images), columns=2, height=480,
+                                     object_fit="contain", elem_id="heatmaps")
                 gr.Markdown("### Which model each corpus was read with")
                 models = gr.Markdown(ui.models_markdown(ui.corpora()))
 
@@ -412,8 +417,7 @@ def build_app(service: CorpusService | None = None, *, max_upload_mb: float = DE
         # UI events (private: the API is the three endpoints above).
         listing = [chat_corpus, target, pick, table, models]
         demo.load(lambda value: ui.refresh(value), chat_corpus, listing, **private)
-        demo.load(lambda: (lambda text, images: (text, gr.update(value=images, visible=bool(images))))(*ui.model_view()),
-                  None, [card, gallery], **private)  # a model card or evaluation may have landed since
+        demo.load(ui.model_tab, None, [card, gallery], **private)  # a card or an evaluation may have landed since
         refresh_btn.click(lambda value: ui.refresh(value), chat_corpus, listing, **private)
         chat_corpus.change(ui.chat_corpus, chat_corpus, [as_of, about], **private)
         ask_args = dict(fn=ui.ask, inputs=[question, chatbot, chat_corpus, as_of], outputs=[chatbot, question, ask_btn],

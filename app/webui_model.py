@@ -135,9 +135,11 @@ def plain_summary(directory: str | Path | None) -> str:
         trained = f"The reader `{name}` has no record of what it was trained to answer."
     if reports:
         parts = []
-        for _, report in reports:
+        tasks_seen = [str(report.get("task", "?")) for _, report in reports]
+        for file, report in reports:
             scores = ", ".join(f"{_pct(r.get('accuracy'))} at {_length(int(r['length']))} tokens" for r in report["results"])
-            parts.append(f"{report.get('task', '?')}: {scores}")
+            task = str(report.get("task", "?"))
+            parts.append(f"{task}{f' ({file})' if tasks_seen.count(task) > 1 else ''}: {scores}")
         scored = "Exact-match accuracy on held-out questions: " + "; ".join(parts) + "."
     else:
         scored = "It has no evaluation report, so how well it answers is unknown."

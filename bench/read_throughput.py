@@ -38,7 +38,8 @@ class Case:
 
 def cases() -> list[Case]:
     return [
-        Case("tiny_llama", tiny_llama_config(8192), 512, 16, segments=16, quick_segments=4),
+        # the shipped reader: assets/default (configs/default.json), S=256, M=8
+        Case("tiny_llama", tiny_llama_config(8192), 256, 8, segments=32, quick_segments=8),
         Case("gpt2_small", gpt2_small_config(), 512, 16, segments=4, quick_segments=1),
     ]
 

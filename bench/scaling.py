@@ -28,7 +28,9 @@ Other jobs on the same cores make wall times swing (x2-x4 on a busy 2-core machi
 every row also has `cpu_seconds` (process CPU time; with --threads 1 that is the work
 itself) and the checks and the crossover come in wall-clock and CPU-time (`*_cpu`) forms.
 `crossover_tokens` is where full attention's time for a context exceeds the RMT's (the RMT
-read rate at the largest size, times the length), interpolated between measured lengths.
+read rate at the largest size, times the length), interpolated between measured lengths (or
+the first length measured if full attention is slower there already); `full_over_rmt`
+gives the ratio at every measured length.
 """
 from __future__ import annotations
 
@@ -196,7 +198,8 @@ def run_child(kind: str, extra: list[str], timeout: float) -> dict:
 
 
 def crossover(rmt_rate: float, full: list[dict], key: str = "seconds") -> int | None:
-    """First length where full attention takes longer than the RMT (log-log interpolation)."""
+    """First length where full attention takes longer than the RMT (log-log interpolation;
+    the first length measured when full attention is slower there already)."""
     previous = None
     for row in full:
         ratio = row[key] / (row["tokens"] / rmt_rate)  # > 1: the RMT is faster
@@ -215,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     parser.add_argument("--model", help="model directory (default: assets/default)")
     parser.add_argument("--sizes", default="16k,128k,1M", help="RMT corpus sizes in tokens (default 16k,128k,1M)")
-    parser.add_argument("--full-start", default="1k", help="first full-attention length (doubled until a limit)")
+    parser.add_argument("--full-start", default="512", help="first full-attention length (doubled until a limit)")
     parser.add_argument("--full-max", default="1M", help="longest full-attention length to try")
     parser.add_argument("--full-time-limit", type=float, default=60.0, help="stop full attention once a forward takes longer (s)")
     parser.add_argument("--full-memory-limit-gb", type=float, default=8.0, help="stop before a length predicted to need more (GB)")
@@ -294,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
         "full_attention_stopped": stopped,
         "crossover_tokens": crossover(rate, full) if rate and full else None,
         "crossover_tokens_cpu": crossover(cpu_rate, full, "cpu_seconds") if cpu_rate and full else None,
+        # How many times longer full attention takes than the RMT at each measured length.
+        "full_over_rmt": [{"tokens": r["tokens"], "wall": round(r["seconds"] / (r["tokens"] / rate), 2),
+                           "cpu": round(r["cpu_seconds"] / (r["tokens"] / cpu_rate), 2) if cpu_rate else None}
+                          for r in full] if rate else [],
         "checks": checks,
         "notes": [
             "rmt seconds: whole ingest (scan, tokenize, read, save states); model load not timed",

@@ -97,7 +97,9 @@ def upload_read_ask_delete(page, server) -> None:
     # Ask: the new corpus is already picked in the Chat tab.
     page.get_by_role("tab", name="Chat").click()
     expect(page.locator("#chat-corpus input")).to_have_value("papers")
-    expect(page.locator("#about-model")).to_contain_text("no record of what it was trained")
+    about = page.locator("#about-model")  # what the reader was trained for and how it scored, where one asks
+    expect(about).to_contain_text("Where is Mary?")
+    expect(about).to_contain_text("50% at 1k tokens")
     page.locator("#question textarea").fill("What does the document say about the length of words?")
     page.locator("#ask").click()
     chat = page.locator("#chatbot")
@@ -112,7 +114,9 @@ def upload_read_ask_delete(page, server) -> None:
     shot(page, "3-answer-sources")
 
     page.get_by_role("tab", name="Model").click()
-    expect(page.locator("#model-card")).to_contain_text("No model card")
+    expect(page.locator("#model-card")).to_contain_text("A tiny random model for the web UI tests.")
+    expect(page.locator("#model-card")).to_contain_text("Evaluation eval/qa1.json")
+    expect(page.locator("#heatmaps img").first).to_be_visible()
     shot(page, "4-model")
 
     # Corpora: listed with documents, tokens, segments, model, size; delete asks first.

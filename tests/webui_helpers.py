@@ -4,6 +4,7 @@ port, a small upload cap (so the over-the-cap test needs only a small file)."""
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import socket
@@ -40,6 +41,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+FAKE_EVAL = {"task": "qa1", "split": "val", "results": [{"length": 1000, "accuracy": 0.5, "n": 4, "tokens_per_s": 1000}],
+             "baselines": {"last_segment": [{"length": 1000, "accuracy": 0.25, "n": 4}]}}
+
+
+def describe_model(directory: Path, weights: Path) -> Path:
+    """A copy of the tiny random reader with what the Model tab shows: a card, an evaluation
+    report and a heatmap under eval/ (made-up numbers: this is a test fixture)."""
+    from PIL import Image
+
+    shutil.copytree(weights, directory)
+    (directory / "MODEL_CARD.md").write_text("# Test reader\n\nA tiny random model for the web UI tests.\n")
+    (directory / "eval").mkdir()
+    (directory / "eval" / "qa1.json").write_text(json.dumps(FAKE_EVAL))
+    Image.new("RGB", (64, 32), "steelblue").save(directory / "eval" / "qa1.png")
+    return directory
+
+
 def running_server() -> Server:
     """Start the UI once per process (closed at exit)."""
     global _SERVER
@@ -53,7 +71,7 @@ def running_server() -> Server:
         torch.set_num_threads(1)
         home = Path(tempfile.mkdtemp(prefix="rmtqa-webui-home-"))
         atexit.register(shutil.rmtree, home, True)
-        model_dir = shared_model_dir()
+        model_dir = describe_model(home / "model", shared_model_dir())
         service = CorpusService(home, model_dir)
         demo = build_app(service, max_upload_mb=MAX_UPLOAD_MB, local_paths=True)
         _, url, _ = launch_app(demo, host="127.0.0.1", port=free_port(), max_upload_mb=MAX_UPLOAD_MB,

@@ -198,19 +198,19 @@ def run_child(kind: str, extra: list[str], timeout: float) -> dict:
 
 
 def crossover(rmt_rate: float, full: list[dict], key: str = "seconds") -> int | None:
-    """First length where full attention takes longer than the RMT (log-log interpolation;
-    the first length measured when full attention is slower there already)."""
-    previous = None
-    for row in full:
-        ratio = row[key] / (row["tokens"] / rmt_rate)  # > 1: the RMT is faster
-        if ratio > 1:
-            if previous is None:
-                return row["tokens"]
-            (l0, r0), l1 = previous, row["tokens"]
-            t = (0 - math.log(r0)) / (math.log(ratio) - math.log(r0))
-            return int(round(math.exp(math.log(l0) + t * (math.log(l1) - math.log(l0)))))
-        previous = (row["tokens"], ratio)
-    return None
+    """The length from which on full attention stays slower than the RMT: log-log
+    interpolation after the last measured length where it was not (short contexts cost
+    about the same either way, so timing noise may flip the first few); the first length
+    when full attention is slower everywhere, None when it never is."""
+    ratios = [(row["tokens"], row[key] / (row["tokens"] / rmt_rate)) for row in full]  # > 1: the RMT is faster
+    if not ratios or ratios[-1][1] <= 1:
+        return None
+    last_not_slower = max((i for i, (_, ratio) in enumerate(ratios) if ratio <= 1), default=None)
+    if last_not_slower is None:
+        return ratios[0][0]
+    (l0, r0), (l1, r1) = ratios[last_not_slower], ratios[last_not_slower + 1]
+    t = -math.log(r0) / (math.log(r1) - math.log(r0)) if r1 != r0 else 0.0
+    return int(round(math.exp(math.log(l0) + t * (math.log(l1) - math.log(l0)))))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ Documents lazily and reports what it cannot read to a `SkipSink` instead of rais
 """
 from __future__ import annotations
 
+from abc import abstractmethod
 from pathlib import Path
 from typing import Iterator
 
@@ -59,5 +60,6 @@ class FileLoader(BaseLoader):
     def lazy_load(self) -> Iterator[Document]:
         return guarded(self._documents(), self.report, self.file.source)
 
+    @abstractmethod
     def _documents(self) -> Iterator[Document]:
-        raise NotImplementedError
+        """The file's documents; each concrete loader (PDF, text, HTML, EPUB) defines this."""

@@ -15,7 +15,7 @@ Progress = Callable[[DocumentRecord | Skipped], None]
 
 
 def ingest_paths(
-    paths: Iterable[str | Path],
+    paths: Iterable[str | Path | tuple[str | Path, str]],
     tokenizer,
     *,
     progress: Progress | None = None,
@@ -26,7 +26,8 @@ def ingest_paths(
 
     `tokenizer` is anything with `encode(text) -> ids` (or a plain callable); `progress` is
     called after each document with its record (or its skip). `keep_tokens=False` only
-    counts, for dry runs over huge inputs. Bad files end up in `report.skipped`; this
+    counts, for dry runs over huge inputs. A path given as (path, name) is named `name` in
+    the stream and the report (see `iter_documents`). Bad files end up in `report.skipped`; this
     raises only for bugs, never for bad input.
     """
     started = time.perf_counter()

@@ -31,10 +31,13 @@ def display_path(path: str | Path) -> str:
     return os.path.normpath(str(path)).replace(os.sep, "/")
 
 
-def iter_documents(paths: Iterable[str | Path], report: SkipSink, *, limits: Limits = DEFAULT_LIMITS) -> Iterator[Document]:
-    """Documents of every readable file under `paths`, in a deterministic order."""
+def iter_documents(paths: Iterable[str | Path | tuple[str | Path, str]], report: SkipSink, *,
+                   limits: Limits = DEFAULT_LIMITS) -> Iterator[Document]:
+    """Documents of every readable file under `paths`, in a deterministic order. A path may
+    come as (path, name): documents and skips are then named from `name` (what the user
+    knows it as, e.g. an upload's file name) instead of the server's path."""
     for raw in paths:
-        path, display = Path(raw), display_path(raw)
+        path, display = (Path(raw[0]), raw[1]) if isinstance(raw, tuple) else (Path(raw), display_path(raw))
         try:
             if not os.path.lexists(path):
                 report.skip(display, "no such file or folder")

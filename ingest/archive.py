@@ -1,8 +1,9 @@
 """Zip archives read in place, never extracted: nothing is written, so nothing can escape.
 
 Before any byte is decompressed the central directory is checked against the caps in
-`Limits` (entry count, total uncompressed size, per-entry compression ratio): an archive
-that fails them is refused whole, as a zip bomb would be. Entries with absolute paths, `..`
+`Limits` (entry count, total uncompressed size, compression ratio of the entries together
+and of the whole archive): an archive that fails them is refused whole, as a zip bomb
+would be. Entries with absolute paths, `..`
 components or symlink modes are skipped with a reason, as are encrypted entries; the rest
 become `FileRef`s named `archive.zip/inner/path`.
 """
@@ -33,7 +34,7 @@ def open_zip(ref: FileRef, report: SkipSink, limits: Limits) -> zipfile.ZipFile 
     except Exception as error:  # noqa: BLE001 - BadZipFile, OSError, ValueError, ...
         report.skip(ref.source, f"damaged or not a zip archive: {error}")
         return None
-    reason = refusal_reason(archive.infolist(), limits)
+    reason = refusal_reason(archive.infolist(), limits, ref.size)
     if reason:
         archive.close()
         report.skip(ref.source, reason)
@@ -41,17 +42,28 @@ def open_zip(ref: FileRef, report: SkipSink, limits: Limits) -> zipfile.ZipFile 
     return archive
 
 
-def refusal_reason(infos: list[zipfile.ZipInfo], limits: Limits) -> str | None:
-    """Why an archive must not be read at all (zip-bomb shapes), from its directory alone."""
+def refusal_reason(infos: list[zipfile.ZipInfo], limits: Limits, archive_bytes: int) -> str | None:
+    """Why an archive must not be read at all (zip-bomb shapes), from its directory alone.
+
+    Small entries may compress very well, but not all together: the bytes of every entry
+    that expands past the ratio are added up (300 entries of 1 MiB - 1 byte are 300 MiB,
+    whatever each one is), and the whole archive's expansion is measured against its size
+    on disk (entries that overlap each other claim more than the archive holds)."""
     if len(infos) > limits.max_zip_entries:
         return f"refused: {len(infos)} entries (limit {limits.max_zip_entries}) — zip bomb?"
     total = sum(info.file_size for info in infos)
     if total > limits.max_zip_total_bytes:
         return f"refused: expands to {human_bytes(total)} (limit {human_bytes(limits.max_zip_total_bytes)}) — zip bomb?"
-    for info in infos:
-        ratio = info.file_size / max(info.compress_size, 1)
-        if info.file_size >= limits.zip_ratio_min_bytes and ratio > limits.max_zip_ratio:
-            return f"refused: {info.filename!r} expands {ratio:.0f}:1 (limit {limits.max_zip_ratio:.0f}:1) — zip bomb?"
+    limit = f"limit {limits.max_zip_ratio:.0f}:1"
+    amplifying = [info for info in infos if info.file_size > limits.max_zip_ratio * max(info.compress_size, 1)]
+    expanded = sum(info.file_size for info in amplifying)
+    if expanded >= limits.zip_ratio_min_bytes:
+        packed = max(sum(info.compress_size for info in amplifying), 1)
+        what = f"{amplifying[0].filename!r} expands" if len(amplifying) == 1 else f"{len(amplifying)} entries expand"
+        return f"refused: {what} to {human_bytes(expanded)} from {human_bytes(packed)} ({expanded / packed:.0f}:1, {limit}) — zip bomb?"
+    if total >= limits.zip_ratio_min_bytes and total > limits.max_zip_ratio * max(archive_bytes, 1):
+        return (f"refused: a {human_bytes(archive_bytes)} archive expands to {human_bytes(total)} "
+                f"({total / max(archive_bytes, 1):.0f}:1, {limit}; overlapping entries?) — zip bomb?")
     return None
 
 

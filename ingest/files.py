@@ -80,6 +80,16 @@ class FileRef:
         return data
 
 
+def printable_path(path: str) -> str:
+    """`path` with the bytes of an undecodable name (which Python holds as surrogate escapes)
+    written as `\\xNN`, so it can be shown, tokenized and saved as UTF-8. The file itself is
+    still opened by its real name."""
+    try:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no byte decodes to
+        return path.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def as_file_ref(file: FileRef | str | Path) -> FileRef:
     """A FileRef for a path (displayed as given), or the FileRef itself."""
     if isinstance(file, FileRef):

@@ -16,7 +16,7 @@ from langchain_core.documents import Document
 from ingest.archive import archive_members, open_zip
 from ingest.documents import guarded
 from ingest.epub import EpubLoader
-from ingest.files import FileRef, classify, generated_reason
+from ingest.files import FileRef, classify, generated_reason, printable_path
 from ingest.html import HtmlLoader
 from ingest.limits import DEFAULT_LIMITS, Limits, human_bytes
 from ingest.order import order_files
@@ -27,8 +27,9 @@ from ingest.walk import IGNORE_FILE, TreeFilter, walk_folder
 
 
 def display_path(path: str | Path) -> str:
-    """The path as the user wrote it, normalised, with forward slashes."""
-    return os.path.normpath(str(path)).replace(os.sep, "/")
+    """The path as the user wrote it, normalised, with forward slashes (undecodable bytes
+    escaped, see `printable_path`)."""
+    return printable_path(os.path.normpath(str(path)).replace(os.sep, "/"))
 
 
 def iter_documents(paths: Iterable[str | Path | tuple[str | Path, str]], report: SkipSink, *,

@@ -9,6 +9,9 @@ dependencies, vendored code, caches, build outputs, virtual environments.
 follows no symlink inside the tree: a link out of the root must not leak outside files, and
 a link inside it points at something read at its real path anyway. So nothing is read twice
 and loops are impossible -- links, loops included, are only reported with their reason.
+No single entry can sink the walk: a name that is not UTF-8 is read under an escaped
+display name (`printable_path`), and a folder that cannot be listed (a path longer than
+PATH_MAX, no permission) is reported and skipped.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from typing import Iterable
 
 from pathspec import GitIgnoreSpec
 
-from ingest.files import FileRef
+from ingest.files import FileRef, printable_path
 from ingest.report import SkipSink
 
 VCS = "version-control data"
@@ -104,17 +107,17 @@ def walk_folder(root: Path, display: str, report: SkipSink) -> list[FileRef]:
     stack = [(root, "")]
     while stack:
         folder, rel_folder = stack.pop()
-        if (folder / IGNORE_FILE).is_file():
-            rules.add_ignore_rules(rel_folder, _read_lines(folder / IGNORE_FILE))
-        try:
+        try:  # a folder whose path is too long (or unreadable) is skipped, not the whole tree
+            if (folder / IGNORE_FILE).is_file():
+                rules.add_ignore_rules(rel_folder, _read_lines(folder / IGNORE_FILE))
             entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
         except OSError as error:
-            report.skip(join(display, rel_folder) or ".", f"cannot list folder: {error.strerror or error}")
+            report.skip(join(display, printable_path(rel_folder)) or ".", f"cannot list folder: {error.strerror or error}")
             continue
         subfolders = []
         for entry in entries:
-            rel = join(rel_folder, entry.name)
-            source = join(display, rel)
+            rel = join(rel_folder, entry.name)  # the real name, for .gitignore rules
+            source = join(display, printable_path(rel))
             try:
                 if entry.is_symlink():
                     _symlink(Path(entry.path), source, real_root, rules.file_reason(rel), report)
@@ -129,7 +132,7 @@ def walk_folder(root: Path, display: str, report: SkipSink) -> list[FileRef]:
                     if reason:
                         report.skip(source, reason)
                     else:
-                        files.append(FileRef.from_path(Path(entry.path), source, rel))
+                        files.append(FileRef.from_path(Path(entry.path), source, printable_path(rel)))
                 else:
                     report.skip(source, "not a regular file (device, socket or pipe)")
             except OSError as error:

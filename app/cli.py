@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "app.commands.ingest",
     "app.commands.ask",
     "app.commands.corpora",
+    "app.commands.check",
     "app.commands.train",
     "app.commands.evaluate",
     "app.commands.serve",

@@ -26,7 +26,17 @@ Files other than the manifest are immutable and content-named: a shard rewritten
 content gets another name, and the manifest is swapped (tmp + fsync + os.replace) only after
 the file it points to is durable. A crash (kill -9, power loss) leaves either the old or the
 new manifest, never a half-written one; files no manifest references are collected on the
-next write.
+next write, and a folder that a killed `rm` left behind when corpora are next listed.
+
+Integrity. The manifest records the sha256 of every file it references, and a file is
+checked against it before anything is read from it (once per process while the file's
+inode, size and mtime stay the same; `rmtqa check` re-hashes everything). A missing,
+truncated or altered file, or an unreadable manifest, raises `CorpusDamaged`: one line
+naming the corpus, the file and the command that repairs it. The next ingest repairs: it
+keeps the leading shards that are intact, re-reads from the exact state that ends the last
+of them, and rewrites a damaged documents or lines file; the result is the same corpus,
+bit for bit, as a run that never saw the damage. A corpus whose manifest is unreadable is
+still listed (`CorpusStore.summaries`, with `damaged`) so that it can be seen and deleted.
 
 Storage per token, with M memory vectors of width d, segment size S and K segments per shard:
 2·M·d/S (float16 states) + 4·M·d/(K·S) (exact states) + 2 (token ids) + 32/S (hashes)
@@ -55,6 +65,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import time
@@ -67,13 +78,16 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
-FORMAT = "rmtqa-corpus/1"
+FORMAT = "rmtqa-corpus/2"  # 2: the manifest records the sha256 of every file it references
 MANIFEST = "manifest.json"
 LOCK = "lock"
 STATE_DTYPE = torch.float16
 DEFAULT_SHARD_SEGMENTS = 32
 CHAIN_SEED = hashlib.sha256(b"rmtqa-corpus").digest()
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_REMOVING = re.compile(r"\..+\.removing-(\d+)-\d+")  # a corpus folder `remove` renamed away
+MANIFEST_KEYS = {"name", "model", "tokenizer", "sources", "documents_file", "documents_sha256", "lines_file",
+                 "lines_sha256", "files", "tokens", "segments", "shards", "complete"}
 
 
 class CorpusError(Exception):
@@ -82,6 +96,21 @@ class CorpusError(Exception):
 
 class CorpusLocked(CorpusError):
     """Another process (or thread) is writing this corpus."""
+
+
+class CorpusDamaged(CorpusError):
+    """A file of a corpus is missing, truncated or altered, or its manifest is unreadable
+    (`problem` says which). The message says how to repair (re-read) or delete it."""
+
+    def __init__(self, name: str, problem: str, sources: Sequence[str] = ()):
+        self.problem = problem
+        paths = " ".join(shlex.quote(s) for s in sources[:3]) + (" ..." if len(sources) > 3 else "") if sources else "PATH..."
+        super().__init__(f"corpus {name} is damaged ({problem}): `rmtqa ingest {paths} --corpus {name}` repairs it, `rmtqa rm {name}` deletes it")
+
+
+class CorpusChanged(CorpusError, FileNotFoundError):
+    """A writer replaced a file this snapshot points to while it was being read: open the
+    corpus again (a `FileNotFoundError` too, for callers that retry on one)."""
 
 
 def shard_segments() -> int:
@@ -139,6 +168,18 @@ def memory_sha256(state: torch.Tensor) -> str:
     return hashlib.sha256(array.tobytes()).hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# Files already checked in this process: (path, sha256, inode, size, mtime_ns).
+_VERIFIED: set[tuple] = set()
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
@@ -146,7 +187,8 @@ def _now() -> str:
 def _test_crash(point: str, count: int) -> None:
     """Test hook: `RMTQA_TEST_CRASH=shard-written:N` SIGKILLs this process after the N-th
     shard file of this run is durable but before the manifest points to it (the worst
-    moment for a crash). Unset in normal use."""
+    moment for a crash); `RMTQA_TEST_CRASH=removing:1` after `remove` renamed the corpus
+    away but before it deleted it. Unset in normal use."""
     value = os.environ.get("RMTQA_TEST_CRASH")
     if value and value == f"{point}:{count}":
         os.kill(os.getpid(), signal.SIGKILL)
@@ -206,15 +248,19 @@ def writer_pid(directory: Path) -> int | None:
         pid = int((directory / LOCK).read_text().strip() or 0)
     except (OSError, ValueError):
         return None
+    return pid if _pid_alive(pid) else None
+
+
+def _pid_alive(pid: int) -> bool:
     if pid <= 0:
-        return None
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return None
+        return False
     except PermissionError:
         pass
-    return pid
+    return True
 
 
 # --------------------------------------------------------------------------- reading
@@ -225,13 +271,47 @@ class Shard:
     file: str
     first: int
     count: int
+    sha256: str
 
     @property
     def last(self) -> int:
         return self.first + self.count - 1
 
     def to_dict(self) -> dict:
-        return {"file": self.file, "first": self.first, "count": self.count}
+        return {"file": self.file, "first": self.first, "count": self.count, "sha256": self.sha256}
+
+
+def referenced_files(manifest: dict) -> dict[str, str]:
+    """{file: sha256} of every file a manifest references."""
+    files = {manifest["documents_file"]: manifest["documents_sha256"], manifest["lines_file"]: manifest["lines_sha256"]}
+    files.update((entry["file"], entry["sha256"]) for entry in manifest["shards"])
+    return files
+
+
+def parse_manifest(name: str, text: str | bytes) -> dict:
+    """The manifest in `text`, checked for the shape every reader relies on (the format,
+    the keys, contiguous shards); anything else raises `CorpusDamaged`."""
+    try:
+        manifest = json.loads(text)
+    except ValueError:
+        raise CorpusDamaged(name, "its manifest is not valid JSON") from None
+    if not isinstance(manifest, dict):
+        raise CorpusDamaged(name, "its manifest is not a JSON object")
+    sources = manifest.get("sources") if isinstance(manifest.get("sources"), list) else ()
+    if manifest.get("format") != FORMAT:
+        raise CorpusDamaged(name, f"its manifest has an unknown format {manifest.get('format')!r}, not {FORMAT}", sources)
+    missing = sorted(MANIFEST_KEYS - manifest.keys())
+    if missing:
+        raise CorpusDamaged(name, f"its manifest lacks {', '.join(missing)}", sources)
+    try:
+        shards = [Shard(**entry) for entry in manifest["shards"]]
+        contiguous = all(isinstance(s.first, int) and isinstance(s.count, int) and s.count > 0 for s in shards) and \
+            [s.first for s in shards] == [0] + [s.last + 1 for s in shards[:-1]]
+    except TypeError:
+        contiguous = False
+    if not contiguous or not all(isinstance(s.sha256, str) for s in shards):
+        raise CorpusDamaged(name, "its manifest lists its shards wrongly", sources)
+    return manifest
 
 
 class DocumentIndex:
@@ -342,6 +422,37 @@ class Corpus:
         self.shards = [Shard(**entry) for entry in manifest["shards"]]
         self._firsts = [shard.first for shard in self.shards]
 
+    def damaged(self, problem: str) -> CorpusDamaged:
+        return CorpusDamaged(self.name, problem, self.manifest.get("sources") or ())
+
+    def _checked(self, file: str, sha256: str, *, again: bool = False) -> str:
+        """The path of `file` once its content matches `sha256` (hashed once per process
+        while it stays the same file; `again` hashes it anyway)."""
+        path = self.directory / file
+        try:
+            info = path.stat()
+            key = (str(path), sha256, info.st_ino, info.st_size, info.st_mtime_ns)
+            if again or key not in _VERIFIED:
+                if file_sha256(path) != sha256:
+                    raise self.damaged(f"{file} does not match its checksum")
+                _VERIFIED.add(key)
+        except FileNotFoundError:
+            raise self._missing(file) from None
+        return str(path)
+
+    def _missing(self, file: str) -> CorpusError:
+        """Damage if the corpus on disk still needs `file`; if a writer dropped it since this
+        snapshot was opened (or the corpus was deleted), the snapshot is only out of date."""
+        try:
+            current = parse_manifest(self.name, (self.directory / MANIFEST).read_bytes())
+        except FileNotFoundError:
+            return CorpusChanged(f"corpus {self.name} was deleted while being read")
+        except (OSError, CorpusDamaged):
+            return self.damaged(f"{file} is missing")
+        if file in referenced_files(current):
+            return self.damaged(f"{file} is missing")
+        return CorpusChanged(f"corpus {self.name} was rewritten while being read; try again")
+
     @property
     def segment_size(self) -> int:
         return self.manifest["model"]["segment_size"]
@@ -377,7 +488,7 @@ class Corpus:
             shard, offset = self._locate(segment)
             by_shard.setdefault(shard, []).append((position, offset))
         for shard, wanted in by_shard.items():
-            with safe_open(str(self.directory / shard.file), "pt") as handle:
+            with safe_open(self._checked(shard.file, shard.sha256), "pt") as handle:
                 view = handle.get_slice("states")
                 for position, offset in wanted:
                     out[position] = view[offset : offset + 1][0]
@@ -390,7 +501,7 @@ class Corpus:
         shard, offset = self._locate(segment)
         if offset != shard.count - 1:
             return None
-        with safe_open(str(self.directory / shard.file), "pt") as handle:
+        with safe_open(self._checked(shard.file, shard.sha256), "pt") as handle:
             return handle.get_tensor("exact")
 
     def final_state(self) -> torch.Tensor | None:
@@ -405,25 +516,66 @@ class Corpus:
         while start < end:
             shard, _ = self._locate(segment)
             shard_start = shard.first * size
-            with safe_open(str(self.directory / shard.file), "pt") as handle:
+            with safe_open(self._checked(shard.file, shard.sha256), "pt") as handle:
                 view = handle.get_slice("tokens")
                 stop = min(end, shard_start + view.get_shape()[0])
                 ids.extend(view[start - shard_start : stop - shard_start].to(torch.int64).tolist())
             start, segment = stop, shard.last + 1
         return ids
 
-    def stored_hashes(self) -> list[bytes]:
+    def intact_hashes(self) -> list[bytes]:
+        """The hash chain saved by the leading shards whose files are intact: reading can
+        restart right after the last of them (from its exact state)."""
         hashes: list[bytes] = []
         for shard in self.shards:
-            with safe_open(str(self.directory / shard.file), "np") as handle:
+            try:
+                path = self._checked(shard.file, shard.sha256)
+            except CorpusDamaged:
+                break
+            with safe_open(path, "np") as handle:
                 hashes.extend(bytes(row) for row in handle.get_tensor("hashes"))
         return hashes
 
     def documents(self) -> DocumentIndex:
-        return DocumentIndex.load(self.directory, self.manifest["documents_file"], self.manifest["lines_file"])
+        documents_file, lines_file = self.manifest["documents_file"], self.manifest["lines_file"]
+        self._checked(documents_file, self.manifest["documents_sha256"])
+        self._checked(lines_file, self.manifest["lines_sha256"])
+        return DocumentIndex.load(self.directory, documents_file, lines_file)
+
+    def verify(self) -> dict:
+        """Check the corpus end to end (`rmtqa check`): every file against its checksum
+        (hashed again), each shard's tensors against their shapes and its segment hashes
+        against its tokens (the chain running on across shards), the documents against the
+        token count, and the final memory against `memory_sha256`. Raises `CorpusDamaged`
+        for the first problem; returns {"corpus", "files", "bytes", "segments_saved",
+        "segments", "complete"}."""
+        files = referenced_files(self.manifest)
+        for file, sha256 in files.items():
+            self._checked(file, sha256, again=True)
+        if self.documents().total != self.tokens:
+            raise self.damaged(f"{self.manifest['documents_file']} does not add up to its {self.tokens:,} tokens")
+        model = self.manifest["model"]
+        memory_shape = (model.get("num_mem_tokens"), model.get("hidden_size"))
+        previous = CHAIN_SEED
+        for shard in self.shards:
+            with safe_open(self._checked(shard.file, shard.sha256), "np") as handle:
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            if set(tensors) != {"states", "exact", "hashes", "tokens"} or tensors["states"].shape != (shard.count, *memory_shape) \
+                    or tensors["exact"].shape != memory_shape or tensors["hashes"].shape != (shard.count, 32):
+                raise self.damaged(f"{shard.file} does not hold the tensors of {shard.count} segments")
+            stored = [bytes(row) for row in tensors["hashes"]]
+            if chain_hashes(tensors["tokens"], self.segment_size, seed=previous) != stored:
+                raise self.damaged(f"{shard.file}: its segment hashes do not match its tokens")
+            previous = stored[-1]
+        if self.complete:
+            final = self.final_state()
+            if self.committed != self.segments or final is None or memory_sha256(final) != self.manifest.get("memory_sha256"):
+                raise self.damaged("its final memory does not match memory_sha256")
+        return {"corpus": self.name, "files": len(files), "bytes": self.bytes_on_disk(), "segments_saved": self.committed,
+                "segments": self.segments, "complete": self.complete}
 
     def bytes_on_disk(self) -> int:
-        return sum(entry.stat().st_size for entry in self.directory.iterdir() if entry.is_file())
+        return _folder_bytes(self.directory)
 
     def summary(self) -> dict:
         """The `rmtqa corpora` entry."""
@@ -443,6 +595,7 @@ class Corpus:
             "writing": writer_pid(self.directory) is not None,
             "segments_saved": self.committed,
             "updated": self.manifest.get("updated"),
+            "damaged": None,
         }
 
 
@@ -460,29 +613,54 @@ class CorpusStore:
         return self.root / validate_name(name)
 
     def names(self) -> list[str]:
+        """Every corpus folder: with a manifest, or left without one (shown as damaged)
+        unless a writer is creating it. Collects what a killed `rm` left (see
+        `collect_removed`) on the way."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and (p / MANIFEST).is_file() and _NAME.fullmatch(p.name))
+        self.collect_removed()
+        return sorted(p.name for p in self.root.iterdir() if _NAME.fullmatch(p.name) and p.is_dir() and (
+            (p / MANIFEST).is_file() or _orphaned(p)))
+
+    def summaries(self) -> list[dict]:
+        """`Corpus.summary()` of every corpus, by name. One that cannot be opened is listed
+        too, so that it can be seen and deleted: zero counts and `damaged` set to the
+        one-line problem (null for a sound corpus)."""
+        out = []
+        for name in self.names():
+            try:
+                out.append(self.open(name).summary())
+            except CorpusDamaged as error:
+                out.append(_damaged_summary(name, self.directory(name), str(error)))
+            except (CorpusError, FileNotFoundError):  # deleted meanwhile
+                continue
+        return out
 
     def exists(self, name: str) -> bool:
         return (self.directory(name) / MANIFEST).is_file()
 
     def read_manifest(self, name: str) -> dict | None:
-        path = self.directory(name) / MANIFEST
+        """The manifest of `name`, None if it has none; `CorpusDamaged` if it is unreadable."""
         try:
-            manifest = json.loads(path.read_text())
+            text = (self.directory(name) / MANIFEST).read_bytes()
         except FileNotFoundError:
             return None
-        if manifest.get("format") != FORMAT:
-            raise CorpusError(f"corpus {name} has an unknown format ({manifest.get('format')!r}); remove it with `rmtqa rm {name}`")
-        return manifest
+        except OSError as error:
+            raise CorpusDamaged(name, f"its manifest cannot be read: {error.strerror or error}") from None
+        return parse_manifest(name, text)
 
     def open(self, name: str) -> Corpus:
         manifest = self.read_manifest(name)
         if manifest is None:
+            if self.directory(name).is_dir() and _orphaned(self.directory(name)):
+                raise CorpusDamaged(name, "its manifest is missing")
             known = ", ".join(self.names()) or "none yet"
             raise CorpusError(f"no corpus named {name} (corpora: {known}); create it with `rmtqa ingest PATH --corpus {name}`")
         return Corpus(self.directory(name), manifest)
+
+    def check(self, name: str) -> dict:
+        """Verify a corpus end to end (`Corpus.verify`); `CorpusDamaged` names the problem."""
+        return self.open(name).verify()
 
     def writer(self, name: str) -> "CorpusWriter":
         return CorpusWriter(self, validate_name(name))
@@ -494,7 +672,33 @@ class CorpusStore:
         with CorpusLock(directory, name):
             trash = self.root / f".{name}.removing-{os.getpid()}-{time.monotonic_ns()}"
             os.replace(directory, trash)  # atomic: the corpus is gone or intact
+        _test_crash("removing", 1)
         shutil.rmtree(trash, ignore_errors=True)
+        self.collect_removed()
+
+    def collect_removed(self) -> None:
+        """Delete the folders of corpora whose `rm` was killed after renaming them away
+        (nothing else would ever find them again); those of live processes are theirs."""
+        for entry in self.root.iterdir():
+            match = _REMOVING.fullmatch(entry.name)
+            if match and not _pid_alive(int(match[1])) and entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _orphaned(directory: Path) -> bool:
+    """A corpus folder holding files but no manifest, that no live writer is creating."""
+    try:
+        return writer_pid(directory) is None and any(entry.name != LOCK for entry in directory.iterdir())
+    except OSError:  # deleted meanwhile
+        return False
+
+
+def _damaged_summary(name: str, directory: Path, problem: str) -> dict:
+    return {
+        "name": name, "state": "damaged", "documents": 0, "tokens": 0, "segments": 0, "model": None, "memory_sha256": None,
+        "bytes": _folder_bytes(directory), "bytes_per_token": None, "model_fingerprint": None, "tokenizer": None,
+        "complete": False, "writing": writer_pid(directory) is not None, "segments_saved": 0, "updated": None, "damaged": problem,
+    }
 
 
 class CorpusWriter:
@@ -509,14 +713,15 @@ class CorpusWriter:
         self.directory = store.directory(name)
         self.lock = CorpusLock(self.directory, name)
         self.manifest: dict | None = None
+        self.unreadable: str | None = None  # why the old manifest could not be used
         self.commits = 0
 
     def __enter__(self) -> "CorpusWriter":
         self.lock.__enter__()
         try:
             self.manifest = self.store.read_manifest(self.name)
-        except CorpusError:
-            self.manifest = None  # unknown format: rebuilt from scratch
+        except CorpusDamaged as error:
+            self.manifest, self.unreadable = None, error.problem  # rebuilt from scratch
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -538,24 +743,24 @@ class CorpusWriter:
         content differs from what was saved, "rebuilt": reason or None}.
         """
         old = self.manifest
-        rebuilt = None
+        rebuilt = self.unreadable
         kept: list[Shard] = []
         first_changed = 0
         if old is not None:
             rebuilt = _incompatible(old, model, tokenizer)
             if rebuilt is None:
                 corpus = Corpus(self.directory, old)
-                stored = corpus.stored_hashes()
+                stored = corpus.intact_hashes()  # a damaged shard ends what can be kept
                 first_changed = next((j for j, (a, b) in enumerate(zip(stored, hashes)) if a != b), min(len(stored), len(hashes)))
                 kept = [shard for shard in corpus.shards if shard.last < first_changed]
         documents = json.dumps({"records": records, "files": files, "skipped": skipped, "tokenizer": tokenizer}, ensure_ascii=False).encode()
-        digest = hashlib.sha256(documents).hexdigest()[:16]
-        documents_file, lines_file = f"documents-{digest}.json", f"lines-{digest}.safetensors"
-        if not (self.directory / documents_file).is_file():
-            atomic_write(self.directory / documents_file, documents)
-        if not (self.directory / lines_file).is_file():
-            arrays = {"line_tokens": torch.from_numpy(line_tokens.astype(np.int32)), "line_chars": torch.from_numpy(line_chars.astype(np.int32)), "offsets": torch.from_numpy(offsets.astype(np.int64))}
-            atomic_write(self.directory / lines_file, safetensors_bytes(arrays))
+        documents_sha256 = hashlib.sha256(documents).hexdigest()
+        documents_file, lines_file = f"documents-{documents_sha256[:16]}.json", f"lines-{documents_sha256[:16]}.safetensors"
+        arrays = {"line_tokens": torch.from_numpy(line_tokens.astype(np.int32)), "line_chars": torch.from_numpy(line_chars.astype(np.int32)), "offsets": torch.from_numpy(offsets.astype(np.int64))}
+        lines = safetensors_bytes(arrays)
+        lines_sha256 = hashlib.sha256(lines).hexdigest()
+        self._write_unless_intact(documents_file, documents, documents_sha256)
+        self._write_unless_intact(lines_file, lines, lines_sha256)
         segment_size = model["segment_size"]
         self.manifest = {
             "format": FORMAT,
@@ -566,7 +771,9 @@ class CorpusWriter:
             "shard_segments": shard_segments(),
             "sources": sources,
             "documents_file": documents_file,
+            "documents_sha256": documents_sha256,
             "lines_file": lines_file,
+            "lines_sha256": lines_sha256,
             "files": len(files),
             "tokens": tokens,
             "segments": -(-tokens // segment_size),
@@ -601,11 +808,12 @@ class CorpusWriter:
             "tokens": torch.from_numpy(np.asarray(token_ids, dtype=np.int64)).to(token_dtype),
         }
         file = f"shard-{first:08d}-{hashes[-1].hex()[:16]}.safetensors"
-        atomic_write(self.directory / file, safetensors_bytes(tensors, metadata={"first": str(first), "count": str(count)}))
+        data = safetensors_bytes(tensors, metadata={"first": str(first), "count": str(count)})
+        atomic_write(self.directory / file, data)
         self.commits += 1
         _test_crash("shard-written", self.commits)
         shards = [entry for entry in self.manifest["shards"] if entry["first"] < first]
-        shards.append(Shard(file, first, count).to_dict())
+        shards.append(Shard(file, first, count, hashlib.sha256(data).hexdigest()).to_dict())
         self.manifest["shards"] = shards
         self.manifest["updated"] = _now()
         self._write_manifest()
@@ -624,20 +832,33 @@ class CorpusWriter:
     def _write_manifest(self) -> None:
         atomic_write(self.directory / MANIFEST, json.dumps(self.manifest, indent=1).encode())
 
+    def _write_unless_intact(self, file: str, data: bytes, sha256: str) -> None:
+        """Write `file` unless it already holds exactly `data` (a damaged copy is replaced)."""
+        path = self.directory / file
+        try:
+            if file_sha256(path) == sha256:
+                return
+        except FileNotFoundError:
+            pass
+        atomic_write(path, data)
+
     def collect_garbage(self) -> None:
         """Delete files the manifest does not reference (dropped shards, old documents,
         temporary files of a crashed write). Readers holding an older snapshot keep what
         they opened (POSIX) and retry on a missing file."""
         if self.manifest is None:
             return
-        keep = {MANIFEST, LOCK, self.manifest["documents_file"], self.manifest["lines_file"]}
-        keep.update(entry["file"] for entry in self.manifest["shards"])
+        keep = {MANIFEST, LOCK, *referenced_files(self.manifest)}
         for entry in self.directory.iterdir():
             if entry.name not in keep and entry.is_file():
                 try:
                     entry.unlink()
                 except OSError:
                     pass
+
+
+def _folder_bytes(directory: Path) -> int:
+    return sum(entry.stat().st_size for entry in directory.iterdir() if entry.is_file())
 
 
 def _incompatible(old: dict, model: dict, tokenizer: str) -> str | None:

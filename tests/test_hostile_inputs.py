@@ -71,6 +71,19 @@ def test_a_non_utf8_file_name_is_read_under_an_escaped_name(tmp_path: Path) -> N
     assert all(record.path.encode() for record in stream.records)
 
 
+def test_a_folder_with_a_non_utf8_name_reads_into_a_corpus_again_and_again(tmp_path: Path) -> None:
+    """The name once made the corpus's documents file unwritable: every ingest failed."""
+    from app.service import CorpusService
+    from tests.corpus_helpers import shared_model_dir
+
+    folder = write_non_utf8_folder(tmp_path / "names")
+    service = CorpusService(tmp_path / "home", shared_model_dir())
+    first = service.ingest([folder], "names")
+    assert [entry["path"] for entry in first["documents"]] == [f"{folder}/a.txt", f"{folder}/caf\\xe9.txt", f"{folder}/z.txt"]
+    again = service.ingest([folder], "names")
+    assert again["complete"] and again["segments_read"] == 0 and again["memory_sha256"] == first["memory_sha256"]
+
+
 def test_a_non_utf8_top_level_path_is_read_under_an_escaped_name(tmp_path: Path) -> None:
     path = Path(os.fsdecode(bytes(tmp_path) + b"/r\xe9sum\xe9.txt"))
     path.write_text("curriculum vitae\n")

@@ -128,3 +128,23 @@ def test_the_amplification_zip_is_a_valid_archive(tmp_path: Path) -> None:
     archive = write_amplification_zip(tmp_path / "check.zip", entries=2, entry_bytes=1000, padding=b"pad")
     with zipfile.ZipFile(archive) as opened:
         assert opened.testzip() is None and [len(opened.read(info)) for info in opened.infolist()] == [1000, 1000, 3]
+
+
+def test_bench_hostile_prints_one_json_line_and_every_probe_holds(capsys, monkeypatch) -> None:
+    import torch
+
+    from bench import hostile
+    from tests.corpus_helpers import shared_model_dir
+
+    monkeypatch.setenv("RMTQA_SHARD_SEGMENTS", "1")  # restored after main() sets its own
+    threads = torch.get_num_threads()
+    try:
+        assert hostile.main(["--json", "--model", str(shared_model_dir())]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    result = json.loads(out)
+    assert result["ok"] and set(result["tensor_flips"]["tensors"]) == {"states", "exact", "hashes", "tokens"}
+    assert result["zip_amplification"]["refused"] and result["zip_amplification"]["entries_expanded"] == 0
+    assert result["non_utf8_name"]["paths"] == ["a.txt", "caf\\xe9.txt", "z.txt"]

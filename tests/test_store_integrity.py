@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import struct
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,7 +20,7 @@ import torch
 from app.cli import main
 from app.corpus_store import MANIFEST, CorpusChanged, CorpusDamaged, CorpusStore
 from app.service import CorpusService
-from bench.hostile import TENSORS
+from bench.hostile import TENSORS, flip_byte
 from tests.corpus_helpers import SEGMENT, book_lines, shared_model_dir, write_text
 
 SHARD = 4
@@ -59,15 +58,6 @@ def home(tmp_path, clean, monkeypatch) -> Path:
 
 def service(home: Path, clean) -> CorpusService:
     return CorpusService(home, clean.model_dir, model=clean.reader)
-
-
-def flip_byte(path: Path, tensor: str) -> None:
-    """Flip one bit in the middle of `tensor`'s bytes in a safetensors file."""
-    data = bytearray(path.read_bytes())
-    header_size = struct.unpack("<Q", data[:8])[0]
-    begin, end = json.loads(data[8 : 8 + header_size])[tensor]["data_offsets"]
-    data[8 + header_size + (begin + end) // 2] ^= 0x10
-    path.write_bytes(bytes(data))
 
 
 def one_line_error(capsys) -> str:

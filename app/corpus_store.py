@@ -622,16 +622,21 @@ class CorpusStore:
         return sorted(p.name for p in self.root.iterdir() if _NAME.fullmatch(p.name) and p.is_dir() and (
             (p / MANIFEST).is_file() or _orphaned(p)))
 
-    def summaries(self) -> list[dict]:
-        """`Corpus.summary()` of every corpus, by name. One that cannot be opened is listed
-        too, so that it can be seen and deleted: zero counts and `damaged` set to the
+    def summary(self, name: str) -> dict:
+        """`Corpus.summary()` of `name`; for a corpus that is too damaged to open, one that
+        lets it be seen and deleted: zero counts, "state": "damaged" and "damaged": the
         one-line problem (null for a sound corpus)."""
+        try:
+            return self.open(name).summary()
+        except CorpusDamaged as error:
+            return _damaged_summary(name, self.directory(name), str(error))
+
+    def summaries(self) -> list[dict]:
+        """`summary` of every corpus, by name (damaged ones included)."""
         out = []
         for name in self.names():
             try:
-                out.append(self.open(name).summary())
-            except CorpusDamaged as error:
-                out.append(_damaged_summary(name, self.directory(name), str(error)))
+                out.append(self.summary(name))
             except (CorpusError, FileNotFoundError):  # deleted meanwhile
                 continue
         return out

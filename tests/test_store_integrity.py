@@ -137,8 +137,11 @@ def test_an_unreadable_manifest_is_listed_as_damaged_and_rebuilt(garbage, home, 
     assert store.summaries()[0]["damaged"] is None
 
 
-def test_a_damaged_corpus_can_be_deleted(home, capsys) -> None:
+def test_a_damaged_corpus_is_listed_and_can_be_deleted(home, capsys) -> None:
     (home / "corpora" / "book" / MANIFEST).write_text("{")
+    assert main(["corpora", "--json"]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert listed["name"] == "book" and listed["state"] == "damaged" and "not valid JSON" in listed["damaged"]
     assert main(["rm", "book"]) == 0
     assert not (home / "corpora" / "book").exists() and CorpusStore(home).summaries() == []
 

@@ -303,6 +303,10 @@ def parse_manifest(name: str, text: str | bytes) -> dict:
     missing = sorted(MANIFEST_KEYS - manifest.keys())
     if missing:
         raise CorpusDamaged(name, f"its manifest lacks {', '.join(missing)}", sources)
+    model = manifest["model"]
+    if not (isinstance(model, dict) and isinstance(model.get("segment_size"), int) and isinstance(model.get("fingerprint"), str)
+            and all(isinstance(manifest[key], int) for key in ("tokens", "segments", "files")) and isinstance(manifest["sources"], list)):
+        raise CorpusDamaged(name, "its manifest holds values of the wrong type", sources)
     try:
         shards = [Shard(**entry) for entry in manifest["shards"]]
         contiguous = all(isinstance(s.first, int) and isinstance(s.count, int) and s.count > 0 for s in shards) and \

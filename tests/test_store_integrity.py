@@ -122,9 +122,10 @@ def test_a_truncated_documents_file_is_reported_and_rewritten(home, clean) -> No
     CorpusStore(home).check("book")
 
 
-@pytest.mark.parametrize("garbage", [b"\x00\xffnot json", b"[1, 2]", b'{"format": "rmtqa-corpus/2", "name": "book"}'])
+@pytest.mark.parametrize("garbage", [b"\x00\xffnot json", b"[1, 2]", b'{"format": "rmtqa-corpus/2", "name": "book"}', "model"])
 def test_an_unreadable_manifest_is_listed_as_damaged_and_rebuilt(garbage, home, clean) -> None:
-    (home / "corpora" / "book" / MANIFEST).write_bytes(garbage)
+    path = home / "corpora" / "book" / MANIFEST
+    path.write_bytes(garbage if isinstance(garbage, bytes) else json.dumps({**json.loads(path.read_text()), garbage: 5}).encode())
     store = CorpusStore(home)
     [listed] = store.summaries()
     assert listed["name"] == "book" and listed["state"] == "damaged" and listed["bytes"] > 0

@@ -21,7 +21,9 @@ class Limits:
     max_zip_total_bytes: int = 2 * GiB
     max_zip_entries: int = 100_000
     max_zip_ratio: float = 100.0
-    zip_ratio_min_bytes: int = 1 * MiB  # small entries may compress very well legitimately
+    # Small files may compress very well legitimately: entries past the ratio are tolerated
+    # while what they expand to, all of them together, stays under this.
+    zip_ratio_min_bytes: int = 1 * MiB
     # A PDF, EPUB or nested zip inside an archive is read into memory to be parsed.
     max_member_bytes: int = 512 * MiB
     max_archive_depth: int = 3

@@ -56,8 +56,16 @@ def test_ingest_ask_corpora_rm(home, tmp_path, capsys) -> None:
     assert [c["name"] for c in listed] == ["mine"]
     assert {"name", "documents", "tokens", "segments", "model", "memory_sha256", "bytes"} <= set(listed[0])
     assert listed[0]["documents"] == 2 and listed[0]["memory_sha256"] == report["memory_sha256"] and listed[0]["model"] == str(model_dir)
+    assert listed[0]["state"] == "complete"
     code, out, _ = run(capsys, "corpora")
-    assert code == 0 and out.startswith("mine")
+    header, row = out.splitlines()
+    assert code == 0 and header.split() == ["CORPUS", "FILES", "TOKENS", "SEGMENTS", "SIZE", "STATE", "MODEL"]
+    assert row.split()[:2] == ["mine", "2"] and " complete " in row
+    code, out, _ = run(capsys, "corpora", "mine")  # the documents of one corpus, in reading order
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split()[:3] == ["#", "FILE", "KIND"] and str(text) in lines[1] and str(pdf) in lines[2]
+    assert lines[2].split()[3] == "2" and lines[-1].startswith("2 files;")
+    assert [d["path"] for d in json.loads(run(capsys, "corpora", "mine", "--json")[1])] == [str(text), str(pdf)]
 
     code, out, _ = run(capsys, "rm", "mine", str(pdf), "--json")
     assert code == 0 and [d["path"] for d in json.loads(out)["documents"]] == [str(text)]
@@ -104,5 +112,5 @@ def test_runnable_invoke_stream_batch(tmp_path) -> None:
     assert len(chunks) >= 3 and "sources" in chunks[-1]
     merged = functools.reduce(operator.add, chunks)
     assert merged["answer"] == result["answer"] and merged["sources"] == result["sources"]
-    batch = qa.batch(["What is the code?", {"question": "Code?", "as_of": "segment:0"}])
-    assert batch[0]["answer"] == result["answer"] and batch[1]["segment"] == 0 and batch[1]["sources"] == []
+    batch = qa.batch(["What is the code?", {"question": "Code?", "as_of": "segment:1"}])
+    assert batch[0]["answer"] == result["answer"] and batch[1]["segment"] == 1 and batch[1]["sources"] == []

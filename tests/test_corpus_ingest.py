@@ -145,7 +145,7 @@ def test_cancel_saves_progress_and_resumes_exactly(service, docs, tmp_path, mode
     assert listed["segments_saved"] == 2 * SHARD + 1 and not listed["complete"]
     # Asking meanwhile answers from the last saved segment.
     partial = service.ask("books", "Who wrote?", max_new_tokens=3, sources=False)
-    assert partial["segment"] == 2 * SHARD and not partial["complete"]
+    assert partial["segment"] == 2 * SHARD + 1 and not partial["complete"]  # segments count from 1
     resumed = service.ingest(docs, "books")
     assert resumed["first_segment_read"] == 2 * SHARD + 1 and resumed["complete"]
     assert resumed["memory_sha256"] == fresh_sha(tmp_path, model_dir, reader, docs)

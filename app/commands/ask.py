@@ -22,15 +22,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", type=Path, help="model directory (default: the one the corpus was read with)")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="longest answer in tokens (default 48)")
     parser.add_argument("--no-sources", action="store_true", help="skip finding sources (faster)")
+    parser.add_argument("--max-question-tokens", type=int, default=None, metavar="N", help="longest question in tokens (default 256)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from app.corpus_service import configure_threads
-    from app.service import CorpusService
+    from app.service import DEFAULT_MAX_QUESTION_TOKENS, CorpusService
 
     configure_threads()
-    service = CorpusService(model_dir=args.model)
+    service = CorpusService(model_dir=args.model, max_question_tokens=args.max_question_tokens or DEFAULT_MAX_QUESTION_TOKENS)
     options = dict(as_of=args.as_of, max_new_tokens=args.max_new_tokens, sources=not args.no_sources)
     if args.json:
         print(json.dumps(service.ask(args.corpus, args.question, **options), ensure_ascii=False))
@@ -52,11 +53,12 @@ def run(args: argparse.Namespace) -> int:
     if result["as_of"]:
         print(f"  as of {result['as_of']}")
     if not result["complete"]:
-        print(f"  note: the corpus is not fully read yet; answered after segment {result['segment']} of {result['segments']}")
+        print(f"  note: the corpus is not fully read yet; answered after segment {result['segment']:,} of {result['segments']:,}")
     for source in result["sources"]:
         page = f" page {source['page']}" if source["page"] is not None else ""
         first, last = source["lines"]
         lines = f"line {first}" if first == last else f"lines {first}-{last}"
-        print(f"  {source['path']}{page} {lines} (score {source['score']:+.2f}): {source['excerpt']}")
+        excerpt = source["excerpt"].replace("\n", "\n      ")  # code keeps its lines, indented under the source
+        print(f"  {source['path']}{page} {lines} (score {source['score']:+.2f}): {excerpt}")
     print(f"  ({result['seconds']:.2f} s)", file=sys.stderr)
     return 0

@@ -1,14 +1,20 @@
-"""`rmtqa corpora [--json]` lists corpora; `rmtqa rm NAME [PATH...]` deletes a corpus, or
-drops some of its paths and re-reads from the first affected segment."""
+"""`rmtqa corpora [NAME] [--json]` lists corpora (or the documents of one); `rmtqa rm NAME
+[PATH...]` deletes a corpus (with its uploads and chat history), or drops some of its paths
+and re-reads from the first affected segment."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
+STATES = {"reading": "being read", "partial": "partly read: ingest again to continue", "complete": "complete"}
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    listing = subparsers.add_parser("corpora", help="list corpora", description="List corpora with their size and model.")
+    listing = subparsers.add_parser("corpora", help="list corpora, or the documents of one",
+                                    description="List corpora with their state, size and model; with NAME, the documents "
+                                                "of that corpus in reading order.")
+    listing.add_argument("corpus", nargs="?", metavar="NAME", help="list this corpus's documents")
     listing.add_argument("--json", action="store_true", help="print one JSON list on stdout")
     listing.set_defaults(func=run_list)
 
@@ -24,19 +30,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_list(args: argparse.Namespace) -> int:
     from app.service import CorpusService
 
-    corpora = CorpusService().list_corpora()
+    service = CorpusService()
+    if args.corpus:
+        return _documents(service, args.corpus, args.json)
+    corpora = service.list_corpora()
     if args.json:
         print(json.dumps(corpora, ensure_ascii=False))
         return 0
     if not corpora:
         print("No corpora yet: create one with `rmtqa ingest PATH... --corpus NAME`.")
         return 0
-    width = max(len(c["name"]) for c in corpora)
+    rows = [["CORPUS", "FILES", "TOKENS", "SEGMENTS", "SIZE", "STATE", "MODEL"]]
     for c in corpora:
-        state = "" if c["complete"] else f"  (incomplete: {c['segments_saved']:,}/{c['segments']:,} segments)"
-        print(f"{c['name']:<{width}}  {c['documents']:>6,} files  {c['tokens']:>12,} tokens  {c['segments']:>8,} segments  "
-              f"{c['bytes'] / 1e6:>8,.1f} MB  model {c['model']}{state}")
+        state = STATES.get(c["state"], c["state"])
+        if c["state"] != "complete" and c["segments"]:
+            state += f" ({c['segments_saved']:,}/{c['segments']:,} segments saved)"
+        rows.append([c["name"], f"{c['documents']:,}", f"{c['tokens']:,}", f"{c['segments']:,}", f"{c['bytes'] / 1e6:,.1f} MB",
+                     state, c["model"] or "-"])
+    _print_table(rows, right={1, 2, 3, 4})
     return 0
+
+
+def _documents(service, corpus: str, as_json: bool) -> int:
+    documents = service.documents(corpus)
+    if as_json:
+        print(json.dumps(documents, ensure_ascii=False))
+        return 0
+    rows = [["#", "FILE", "KIND", "PAGES", "TOKENS", "SEGMENTS", "READ"]]
+    for number, d in enumerate(documents, 1):
+        rows.append([str(number), d["path"], d["kind"], str(d["pages"] or ""), f"{d['tokens']:,}",
+                     f"{d['segment_start']:,}-{d['segment_end']:,}", "yes" if d["saved"] else "not yet"])
+    _print_table(rows, right={0, 3, 4})
+    files = len(documents)
+    print(f"{files:,} {'file' if files == 1 else 'files'}; ask as of one with `rmtqa ask {corpus} QUESTION --as-of FILE`")
+    return 0
+
+
+def _print_table(rows: list[list[str]], right: set[int]) -> None:
+    """Columns aligned, the header row first (numbers right-aligned)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [cell.rjust(width) if i in right else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths))]
+        print("  ".join(cells).rstrip())
 
 
 def run_remove(args: argparse.Namespace) -> int:

@@ -310,7 +310,7 @@ def parse_manifest(name: str, text: str | bytes) -> dict:
     try:
         shards = [Shard(**entry) for entry in manifest["shards"]]
         contiguous = all(isinstance(s.first, int) and isinstance(s.count, int) and s.count > 0 for s in shards) and \
-            [s.first for s in shards] == [0] + [s.last + 1 for s in shards[:-1]]
+            [s.first for s in shards] == [0, *(s.last + 1 for s in shards[:-1])][: len(shards)]  # none yet: a first reading
     except TypeError:
         contiguous = False
     if not contiguous or not all(isinstance(s.sha256, str) for s in shards):

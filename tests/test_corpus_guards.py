@@ -103,13 +103,33 @@ def test_cancel_while_scanning_changes_nothing(service, tmp_path) -> None:
     assert service.list_corpora() == []
 
 
-def test_a_corpus_in_its_first_seconds_says_it_is_being_read(service) -> None:
-    with CorpusStore(service.home).writer("fresh"):  # the first reading has saved nothing yet
+def test_a_corpus_in_its_first_seconds_says_it_is_being_read(service, tmp_path) -> None:
+    with CorpusStore(service.home).writer("fresh"):  # the first reading is scanning: no manifest yet
         with pytest.raises(CorpusError, match="corpus fresh is being read: nothing of it is saved yet"):
             service.ask("fresh", "Who?")
         [listed] = service.list_corpora()
         assert (listed["name"], listed["state"], listed["segments"]) == ("fresh", "reading", 0)
     assert service.list_corpora() == []
+
+    first_segment, go_on = threading.Event(), threading.Event()
+
+    def progress(event):  # hold the reading after its first segment, before any is saved
+        if event["phase"] == "read":
+            first_segment.set()
+            go_on.wait(30)
+
+    path = write_text(tmp_path / "a.txt", book_lines(40))
+    reading = threading.Thread(target=service.ingest, args=([path], "fresh"), kwargs={"progress": progress})
+    reading.start()
+    try:
+        assert first_segment.wait(30)
+        with pytest.raises(CorpusError, match="corpus fresh is being read: no segment of it is saved yet"):
+            service.ask("fresh", "Who?")
+        assert [(c["name"], c["state"]) for c in service.list_corpora()] == [("fresh", "reading")]
+    finally:
+        go_on.set()
+        reading.join(30)
+    assert service.list_corpora()[0]["state"] == "complete"
 
 
 def test_segments_count_from_one_in_the_cli_and_the_service(service, tmp_path, capsys, monkeypatch) -> None:

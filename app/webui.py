@@ -1,28 +1,35 @@
 """The rmtqa web UI (Gradio 6), started by `rmtqa serve`.
 
 A thin layer over `app.service.CorpusService`, the one service the CLI uses too: every
-action is a service call (ingest with progress and cancel, ask_stream, list_corpora,
-documents, remove); this module only lays out components and formats the service's dicts
-(`app.webui_format`), runs reading in background threads (`app.webui_jobs`) and describes
-the model (`app.webui_model`).
+action is a service call (ingest with progress and cancel, ask_stream, passage,
+list_corpora, documents, remove); this module only lays out components and formats the
+service's dicts (`app.webui_format`), runs reading as server-wide jobs (`app.webui_jobs`),
+keeps the chat history (`app.chat_history`) and describes the model (`app.webui_model`).
 
-Tabs: Chat (streamed answers, sources as a collapsible block, "as of document"), Upload
-(files, zips or a server-side folder; live progress; cancel; the report with every skipped
-file), Corpora (list, documents, delete with confirmation), Model (card, evaluation,
-heatmaps, which model each corpus was read with).
+Tabs: Chat (streamed answers with Stop, sources that open on the cited page or lines, "as of"
+a document or page, a history per corpus that survives reloads), Upload (files, zips or a
+server-side folder; live progress; cancel; every reading of the server, cancellable), Corpora
+(list, documents, delete with a confirmation checked on the server), Model (card,
+evaluation, heatmaps, which model each corpus was read with).
 
 Named API endpoints for `gradio_client`:
 
     /ingest(files: list of files, corpus: str) -> the ingest report (+ "message", one line)
     /ask(corpus: str, question: str, as_of: str = "") -> {"answer", "sources", ...}
     /corpora() -> [corpus summary]
+    /jobs() -> [reading job: {"corpus", "state", "files", "segments_done", ...}]
+    /cancel(corpus: str) -> the job, cancelling (any client may cancel any reading)
 
 Entries of those results name their file under "file" where the service (and the CLI's
 `--json`) says "path": gradio_client takes any {"path": str} dict in a result for a file to
-download, and would fail on them.
+download, and would fail on them. No result carries a server path (`PublicView`).
 
-Errors a user can act on come back as `gr.Error` (gradio_client raises `AppError` with the
-message). Nothing here reaches the internet: analytics are off and all assets are local.
+Safety: every string a user controls is escaped where it is shown; errors come back as
+`gr.Error` (gradio_client raises `AppError` with the message). The UI's own handlers are not
+API endpoints, but any HTTP client that reaches the server can call them, so none trusts
+the page: deleting a corpus needs the confirmation step's server-side state, uploads are
+capped in bytes and in tokens. Nothing here reaches the internet: analytics are off and all
+assets are local.
 """
 from __future__ import annotations
 
@@ -31,8 +38,10 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import threading  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Iterator, Sequence  # noqa: E402
+from typing import Any, Callable, Iterator, Sequence  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
@@ -41,45 +50,61 @@ from app.paths import default_model_dir  # noqa: E402
 from app.service import CorpusService  # noqa: E402
 from app.webui_format import (  # noqa: E402
     CORPORA_HEADERS,
+    JOBS_HEADERS,
+    PublicView,
+    answer_markdown,
     corpus_row,
+    exchange_messages,
+    html_text,
+    jobs_rows,
+    md_text,
+    plural,
     progress_html,
     report_markdown,
     report_message,
-    source_line,
-    sources_markdown,
 )
-from app.webui_jobs import ReadingJobs, UploadError, Uploads  # noqa: E402
-from app.webui_model import display_dir, has_weights, heatmaps, model_card, plain_summary  # noqa: E402
+from app.webui_jobs import DEFAULT_SLOTS, ReadingJob, ReadingJobs, UploadError  # noqa: E402
+from app.webui_model import has_weights, heatmaps, model_card, plain_summary  # noqa: E402
 
 DEFAULT_MAX_UPLOAD_MB = 200
+DEFAULT_MAX_UPLOAD_TOKENS = 20_000_000  # about an hour of reading for the shipped reader on 2 CPU cores
 MB = 1 << 20  # as Gradio counts its upload limit
 ASK_CONCURRENCY = 4
+WATCHERS = 16  # requests that may wait on a reading at once (they only poll; jobs have their own slots)
 POLL_SECONDS = 0.5
+JOBS_REFRESH_SECONDS = 2.0
+CONFIRM_SECONDS = 120  # a delete confirmation is good for this long
 LATEST = ""  # the "as of" value for the final memory
 
 INTRO = """# rmtqa
 Ask questions about whole collections of documents. The reader goes through **everything**, segment by
 segment, keeping a small memory; answers come from that memory, with the places they came from."""
+PLACEHOLDER = "Pick a corpus and ask a question."
+NO_CORPUS = ("**No corpus yet.** Open the **Upload** tab to read your documents (PDF, text, HTML, EPUB, code or a zip); "
+             "then ask about them here.")
+NO_CORPORA = "_No corpora yet: read some documents in the **Upload** tab._"
 
 
-def api_json(value: Any) -> Any:
-    """`value` with every "path" key renamed "file" (see the module doc)."""
-    if isinstance(value, dict):
-        return {("file" if key == "path" else key): api_json(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [api_json(item) for item in value]
-    return value
+def _user_error(error: Exception, public: PublicView) -> gr.Error:
+    """A service error as a toast: no server path in it, user text shown as text."""
+    return gr.Error(html_text(public.text(str(error))), print_exception=False)
 
 
 class WebUI:
-    """The app's state (service, reading jobs, uploads) and its event handlers."""
+    """The app's state (service, reading jobs, chat history) and its event handlers."""
 
-    def __init__(self, service: CorpusService, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, local_paths: bool = True):
+    def __init__(self, service: CorpusService, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+                 max_upload_tokens: int | None = DEFAULT_MAX_UPLOAD_TOKENS, local_paths: bool = True,
+                 reading_slots: int = DEFAULT_SLOTS):
         self.service = service
         self.max_upload_mb = max_upload_mb
         self.local_paths = local_paths
-        self.uploads = Uploads(service.home / "uploads")
-        self.jobs = ReadingJobs(service, self.uploads)
+        self.uploads = service.uploads
+        self.uploads.collect_incoming()
+        self.public = PublicView(service.uploads, service.home)
+        self.jobs = ReadingJobs(service, slots=reading_slots, max_tokens=max_upload_tokens, clean=self.public.text)
+        self.history = service.history
+        self._stops: dict[str, threading.Event] = {}
 
     # ------------------------------------------------------------ models
 
@@ -88,7 +113,7 @@ class WebUI:
         """The model new corpora are read with (`--model`, else the shipped one)."""
         return self.service.model_dir or default_model_dir()
 
-    def corpus_model_dir(self, summary: dict) -> str:
+    def corpus_model_dir(self, summary: dict) -> str | None:
         """The model a corpus is answered with (see `CorpusService._model_for`)."""
         return str(self.service.model_dir) if self.service.model_dir is not None else summary["model"]
 
@@ -111,7 +136,7 @@ class WebUI:
         return text, gr.update(value=images, visible=bool(images))
 
     def name(self, path: str) -> str:
-        return self.uploads.display(path)
+        return self.public.name(path)
 
     # ------------------------------------------------------------ corpora
 
@@ -125,21 +150,20 @@ class WebUI:
         rows = []
         for summary in corpora if corpora is not None else self.corpora():
             job = self.jobs.running(summary["name"])
-            rows.append(corpus_row(summary, display_dir, (job.progress or {}) if job else None))
+            rows.append(corpus_row(summary, self.public.model, (job.progress or {}) if job else None))
         return rows
 
     def models_markdown(self, corpora: Sequence[dict]) -> str:
         if not corpora:
             return "_No corpora yet._"
-        loaded = display_dir(self.model_dir)
         lines = ["| corpus | read with | model fingerprint |", "|---|---|---|"]
         for c in corpora:
-            lines.append(f"| {c['name']} | `{display_dir(c['model'])}` | `{c['model_fingerprint'][:19]}` |")
-        return f"New corpora are read with `{loaded}`.\n\n" + "\n".join(lines)
+            lines.append(f"| `{c['name']}` | {md_text(self.public.model(c['model']) or '')} | `{(c['model_fingerprint'] or '')[:19]}` |")
+        return f"New corpora are read with `{self.public.model(self.model_dir)}`.\n\n" + "\n".join(lines)
 
     def refresh(self, chat_value: str | None = None, select: str | None = None) -> tuple:
         """Updates for everything that lists corpora: chat picker, upload target, corpora
-        picker, corpora table, models table."""
+        picker, corpora table, models table, the "no corpora yet" note, the chat's placeholder."""
         corpora = self.corpora()
         names = [c["name"] for c in corpora]
         if select:
@@ -148,17 +172,24 @@ class WebUI:
             chat = gr.update(choices=names)
         else:  # nothing picked yet, or the picked corpus is gone
             chat = gr.update(choices=names, value=names[0] if names else None)
-        return (chat, gr.update(choices=names), gr.update(choices=names), self.corpora_rows(corpora), self.models_markdown(corpora))
+        return (chat, gr.update(choices=names), gr.update(choices=names), self.corpora_rows(corpora), self.models_markdown(corpora),
+                gr.update(visible=not corpora), gr.update(placeholder=PLACEHOLDER if corpora else NO_CORPUS))
 
     # ------------------------------------------------------------ reading
 
-    def _begin(self, files: Sequence[str] | None, local_path: str | None, corpus: str | None):
-        """Validate a read request and start it in the background; returns the job."""
+    def _begin(self, files: Sequence[str] | None, local_path: str | None, corpus: str | None) -> ReadingJob:
+        """Validate a read request and queue it as a job; uploads are copied out of Gradio's
+        cache (which then forgets them) into the job's staging folder."""
         corpus = (corpus or "").strip()
         if not corpus:
             raise UploadError("name the corpus: pick one to add to, or type a new name")
         validate_name(corpus)
+        if self.jobs.running(corpus):
+            raise UploadError(f"corpus {corpus} is being read already; wait until it has finished or cancel it")
         files = [f for f in (files or []) if f]
+        missing = [Path(f).name for f in files if not os.path.isfile(f)]
+        if missing:
+            raise UploadError(f"the upload of {missing[0]} is no longer on the server; upload it again")
         total = sum(os.path.getsize(f) for f in files)
         if total > self.max_upload_mb * MB:
             raise UploadError(f"the upload is {total / MB:,.1f} MB; the limit is {self.max_upload_mb:,g} MB per upload "
@@ -177,45 +208,101 @@ class WebUI:
                 local = list(self.service.corpus(corpus).get("sources", []))
             else:
                 raise UploadError("choose files to upload (several, or a .zip), or type a folder path")
-        return self.jobs.start(corpus, lambda: self.uploads.store(corpus, files) + local)
+        staged = self.uploads.stage(files) if files else None
+        self._forget_cached(files)
+        try:
+            return self.jobs.start(corpus, local, staged, files=[name for _, name in (staged.files if staged else [])] + local)
+        except BaseException:
+            if staged is not None:
+                staged.discard()
+            raise
+
+    @staticmethod
+    def _forget_cached(files: Sequence[str]) -> None:
+        """Delete Gradio's cached copies of uploads (they are staged by now): nothing of an
+        upload stays on the server outside `$RMTQA_HOME/uploads`, nor is served later."""
+        from gradio.utils import get_upload_folder
+
+        cache = Path(get_upload_folder()).resolve()
+        for file in files:
+            path = Path(file).resolve()
+            if path.is_relative_to(cache) and path != cache:
+                path.unlink(missing_ok=True)
+                try:
+                    path.parent.rmdir()  # Gradio's per-upload folder, when nothing else is in it
+                except OSError:
+                    pass
 
     def read(self, files, local_path, corpus, chat_value) -> Iterator[tuple]:
         """Upload tab: start reading, stream progress, end with the report."""
-        # outputs: progress, report, report_json, files, read_btn, cancel_btn, state, chat, target, pick, table, models
+        # outputs: progress, report, report_json, files, read_btn, cancel_btn, state, *listing (7)
         skip = gr.skip()
         try:
             job = self._begin(files, local_path, corpus)
         except CorpusError as error:
-            raise gr.Error(self.uploads.clean_message(str(error)), print_exception=False) from None
+            raise _user_error(error, self.public) from None
         corpus = job.corpus
-        yield (progress_html(corpus, None), "", None, skip, gr.update(interactive=False),
-               gr.update(visible=True, interactive=True, value="Cancel reading"), corpus, skip, skip, skip, self.corpora_rows(), skip)
+        listing = self.refresh(chat_value)
+        yield (progress_html(corpus, None, queued=self.jobs.ahead(job)), "", None, None, gr.update(interactive=False),
+               gr.update(visible=True, interactive=True, value="Cancel reading"), corpus, *listing)
         while not job.done.wait(POLL_SECONDS):
-            yield (progress_html(corpus, job.progress, self.name, job.cancel.is_set()),) + (skip,) * 11
+            yield (progress_html(corpus, job.progress, self.name, job.cancel.is_set(), queued=self.jobs.ahead(job)),) + (skip,) * 13
         done = (gr.update(interactive=True), gr.update(visible=False), "")
         if job.error is not None:
-            yield ("", f"### Could not read into `{corpus}`\n\n{job.error}", None, skip, *done, *self.refresh(chat_value))
-            return
-        report = job.report
-        yield ("", report_markdown(report, self.name), report, None, *done, *self.refresh(chat_value, select=corpus))
+            yield ("", f"### Could not read into `{corpus}`\n\n{md_text(job.error)}", None, skip, *done, *self.refresh(chat_value))
+        elif job.report is None:
+            yield ("", f"### Reading into `{corpus}` was cancelled before it began: nothing was changed", None, skip, *done,
+                   *self.refresh(chat_value))
+        else:
+            yield ("", report_markdown(job.report, self.name), self.public.json(job.report), None, *done,
+                   *self.refresh(chat_value, select=corpus))
 
     def cancel(self, corpus: str) -> Any:
         if corpus and self.jobs.cancel(corpus):
             return gr.update(value="Cancelling\u2026", interactive=False)
         return gr.update(visible=False)
 
+    def jobs_view(self) -> list[dict]:
+        return [self.public.json(job.view(self.name)) for job in self.jobs.jobs()]
+
+    def jobs_panel(self, picked: str | None) -> tuple:
+        """Upload tab: every reading of this server, and the ones that can be cancelled."""
+        views = self.jobs_view()
+        live = [job["corpus"] for job in views if job["state"] in ("queued", "starting", "scanning", "reading")]
+        return jobs_rows(views), gr.update(choices=live, value=picked if picked in live else None)
+
+    def cancel_job(self, corpus: str | None) -> str:
+        if not corpus:
+            return "Pick a reading to cancel."
+        if self.jobs.cancel(corpus):
+            return f"Cancelling the reading of `{corpus}`: what was read is kept; Read it again to continue."
+        return f"`{corpus}` is not being read."
+
     def api_ingest(self, files: list[str] | None, corpus: str) -> dict:
         """/ingest: read uploaded files into a corpus (created if new); the ingest report."""
         try:
             job = self._begin(files, None, corpus)
         except CorpusError as error:
-            raise gr.Error(self.uploads.clean_message(str(error)), print_exception=False) from None
+            raise _user_error(error, self.public) from None
         job.done.wait()
         if job.error is not None:
-            raise gr.Error(job.error, print_exception=False)
+            raise gr.Error(html_text(job.error), print_exception=False)
+        if job.report is None:
+            raise gr.Error(f"reading into corpus {job.corpus} was cancelled before it began; nothing was changed", print_exception=False)
         report = dict(job.report)
         report["message"] = report_message(report, self.name)
-        return api_json(report)
+        return self.public.json(report, api=True)
+
+    def api_jobs(self) -> list[dict]:
+        """/jobs: every reading of this server (queued, running, recently finished)."""
+        return self.public.json(self.jobs_view(), api=True)
+
+    def api_cancel(self, corpus: str) -> dict:
+        """/cancel: cancel the reading of a corpus, whoever started it; the job."""
+        corpus = (corpus or "").strip()
+        if not self.jobs.cancel(corpus):
+            raise gr.Error(html_text(f"no reading of corpus {corpus} is queued or running"), print_exception=False)
+        return next(view for view in self.api_jobs() if view["corpus"] == corpus)
 
     # ------------------------------------------------------------ corpora tab
 
@@ -223,119 +310,202 @@ class WebUI:
         """Corpora tab: the documents of the picked corpus; hide any pending confirmation."""
         hidden = gr.update(visible=False)
         if not corpus:
-            return "", hidden
+            return "", hidden, None
         try:
             documents = self.service.documents(corpus)
             summary = self.service.corpus(corpus)
         except CorpusError as error:
-            return str(error), hidden
-        lines = [f"**{corpus}**: read with `{display_dir(summary['model'])}`; {len(documents):,} files in reading order"
+            return md_text(self.public.text(str(error))), hidden, None
+        lines = [f"`{corpus}`: read with {md_text(self.public.model(summary['model']) or '')}; "
+                 f"{plural(len(documents), 'file')} in reading order"
                  + ("" if summary["complete"] else f" (incomplete: {summary['segments_saved']:,}/{summary['segments']:,} segments saved)"),
                  "| # | file | kind | pages | tokens | read |", "|---|---|---|---|---|---|"]
         for i, d in enumerate(documents[:500], 1):
-            lines.append(f"| {i} | {self.name(d['path'])} | {d['kind']} | {d['pages'] or ''} | {d['tokens']:,} | {'yes' if d['saved'] else 'not yet'} |")
-        return "\n".join(lines), hidden
+            lines.append(f"| {i} | {md_text(self.name(d['path']))} | {d['kind']} | {d['pages'] or ''} | {d['tokens']:,} | "
+                         f"{'yes' if d['saved'] else 'not yet'} |")
+        if len(documents) > 500:
+            lines.append(f"\n\u2026 and {len(documents) - 500:,} more (`rmtqa corpora {corpus}` lists them all)")
+        return "\n".join(lines), hidden, None
 
     def ask_delete(self, corpus: str | None) -> tuple:
+        """Corpora tab, first step of a deletion: the question, and (server-side, in this
+        session's state) which corpus may be deleted for the next `CONFIRM_SECONDS`."""
         if not corpus:
-            return gr.update(visible=False), "", "Pick a corpus to delete."
-        return (gr.update(visible=True), f"**Delete corpus `{corpus}`** and its uploaded files? This cannot be undone.", "")
+            return gr.update(visible=False), "", "Pick a corpus to delete.", None
+        return (gr.update(visible=True), f"**Delete corpus `{corpus}`**, its uploaded files and its chat history? "
+                "This cannot be undone.", "", {"corpus": corpus, "until": time.time() + CONFIRM_SECONDS})
 
-    def delete(self, corpus: str | None, chat_value: str | None) -> tuple:
-        # outputs: confirm box, message, docs, chat, target, pick, table, models
+    def delete(self, corpus: str | None, pending: dict | None, chat_value: str | None) -> tuple:
+        """Second step: deletes only what the first step asked about, in this session."""
+        # outputs: confirm box, message, docs, pending, *listing (7)
         try:
             if not corpus:
                 raise CorpusError("pick a corpus to delete")
+            if not pending or pending.get("corpus") != corpus or time.time() > pending.get("until", 0):
+                raise CorpusError("nothing was confirmed for this corpus: press Delete\u2026 and confirm")
             if self.jobs.running(corpus):
                 raise CorpusError(f"corpus {corpus} is being read: cancel reading first (Upload tab)")
             self.service.remove(corpus)
-            self.uploads.remove(corpus)
             message = f"Deleted corpus `{corpus}`."
         except CorpusError as error:
-            message = f"Could not delete: {error}"
-        chat, target, _, table, models = self.refresh(chat_value)
-        return (gr.update(visible=False), message, "", chat, target, gr.update(choices=self.names(), value=None), table, models)
+            message = f"Could not delete: {md_text(self.public.text(str(error)))}"
+        chat, target, _, table, models, empty, placeholder = self.refresh(chat_value)
+        return (gr.update(visible=False), message, "", None, chat, target, gr.update(choices=self.names(), value=None), table,
+                models, empty, placeholder)
 
     # ------------------------------------------------------------ chat
 
-    def chat_corpus(self, corpus: str | None) -> tuple:
-        """Chat tab: the as-of choices and the plain words about the corpus's model."""
+    def chat_corpus(self, corpus: str | None, request: gr.Request | None = None) -> tuple:
+        """Chat tab, a corpus picked: its as-of choices, the words about its model, and its
+        own chat history (another corpus's answers never stay on screen)."""
         latest = ("latest (everything read)", LATEST)
+        no_page = gr.update(visible=False, value=None)
         if not corpus:
-            return gr.update(choices=[latest], value=LATEST), plain_summary(self.model_dir)
+            return gr.update(choices=[latest], value=LATEST), no_page, plain_summary(self.model_dir), []
+        history = self.chat_history(corpus, request)
         try:
             summary = self.service.corpus(corpus)
             documents = self.service.documents(corpus)
         except CorpusError as error:
-            return gr.update(choices=[latest], value=LATEST), str(error)
+            return gr.update(choices=[latest], value=LATEST), no_page, md_text(self.public.text(str(error))), history
         choices = [latest] + [(f"after {self.name(d['path'])}", d["path"]) for d in documents if d["saved"]]
         about = plain_summary(self.corpus_model_dir(summary))
         if not summary["complete"]:
             about += (f"\n\n_Corpus `{corpus}` is not completely read ({summary['segments_saved']:,} of "
                       f"{summary['segments']:,} segments saved): answers come from what is read so far._")
-        return gr.update(choices=choices, value=LATEST), about
+        return gr.update(choices=choices, value=LATEST), no_page, about, history
 
-    def ask(self, question: str, history: list, corpus: str | None, as_of: str | None) -> Iterator[tuple]:
-        """Chat tab: stream the answer, then the sources as a collapsed block under it."""
+    def as_of_pages(self, corpus: str | None, as_of: str | None) -> Any:
+        """The page field, shown for a document with pages (PDF): as of the end of page N."""
+        if corpus and as_of:
+            try:
+                pages = next((d["pages"] for d in self.service.documents(corpus) if d["path"] == as_of), None)
+            except CorpusError:
+                pages = None
+            if pages:
+                return gr.update(visible=True, value=None, maximum=pages, info=f"1\u2013{pages:,}; empty: after its last page")
+        return gr.update(visible=False, value=None)
+
+    @staticmethod
+    def _user(request: gr.Request | None) -> str:
+        return (getattr(request, "username", None) or "") if request is not None else ""
+
+    def chat_history(self, corpus: str, request: gr.Request | None) -> list[dict]:
+        messages: list[dict] = []
+        for number, exchange in enumerate(self.history.load(corpus, self._user(request))):
+            messages += exchange_messages(exchange["question"], exchange["result"], f"h{number}")
+        return messages
+
+    def clear_history(self, corpus: str | None, request: gr.Request | None = None) -> list:
+        if corpus:
+            self.history.clear(corpus, self._user(request))
+        return []
+
+    def stop(self, request: gr.Request | None = None) -> None:
+        """Stop this session's streaming answer (Stop button)."""
+        event = self._stops.get(getattr(request, "session_hash", None) or "")
+        if event is not None:
+            event.set()
+
+    def ask(self, question: str, history: list, corpus: str | None, as_of: str | None, page: float | None,
+            request: gr.Request | None = None) -> Iterator[tuple]:
+        """Chat tab: stream the answer (Stop ends it), then its sources; record the exchange.
+        An error before the answer starts leaves the question in its box."""
+        # outputs: chatbot, question, ask_btn, stop_btn
         question = (question or "").strip()
         if not corpus:
             raise gr.Error("pick a corpus first (or read one in the Upload tab)", print_exception=False)
         if not question:
             raise gr.Error("type a question", print_exception=False)
-        history = list(history or []) + [gr.ChatMessage(role="user", content=question)]
-        answer = gr.ChatMessage(role="assistant", content="\u2026")
-        pending = gr.ChatMessage(role="assistant", content="Scoring where in the corpus the answer came from\u2026",
-                                 metadata={"title": "Sources", "status": "pending"})
-        yield history + [answer], "", gr.update(interactive=False)
-        text = ""
+        wanted = f"{as_of}#page={int(page)}" if as_of and page else (as_of or None)
+        session = getattr(request, "session_hash", None) or ""
+        stop = self._stops[session] = threading.Event()
+        events = self.service.ask_stream(corpus, question, as_of=wanted, cancel=stop)
         try:
-            for event in self.service.ask_stream(corpus, question, as_of=as_of or None):
+            first = next(events)
+        except CorpusError as error:
+            self._stops.pop(session, None)
+            raise _user_error(error, self.public) from None
+        key = f"{int(time.time() * 1000)}"
+        shown = list(history or []) + exchange_messages(question, {"answer": "\u2026", "sources": []}, key)[:2]
+        pending = {"role": "assistant", "content": "Scoring where in the corpus the answer came from\u2026",
+                   "metadata": {"title": "Sources", "status": "pending"}}
+        yield shown, "", gr.update(visible=False), gr.update(visible=True)
+        text, result = "", None
+        try:
+            for event in _chain(first, events):
                 if event["type"] == "token":
                     text = (text + event["text"]).lstrip()
-                    answer.content = text or "\u2026"
-                    yield history + [answer, pending], gr.skip(), gr.skip()
+                    shown[-1] = {"role": "assistant", "content": answer_markdown({"answer": text})}
+                    yield shown + [pending], gr.skip(), gr.skip(), gr.skip()
                 else:
                     result = event
-        except CorpusError as error:
-            answer.content = f"Could not answer: {self.uploads.clean_message(str(error))}"
-            yield history + [answer], gr.skip(), gr.skip()
+        except CorpusError as error:  # the corpus went away while answering
+            shown[-1] = {"role": "assistant", "content": f"Could not answer: {md_text(self.public.text(str(error)))}"}
+            yield shown, question, gr.update(visible=True), gr.update(visible=False)
             return
-        answer.content = result["answer"] or "(no answer)"
-        notes = []
-        if result.get("as_of"):
-            notes.append(f"as of {self.name(result['as_of'])}")
-        if not result["complete"]:
-            notes.append(f"the corpus is not fully read: answered after segment {result['segment'] + 1:,} of {result['segments']:,}")
-        if notes:
-            answer.content += "\n\n_(" + "; ".join(notes) + ")_"
-        found = result["sources"]
-        title = "Sources (none found)"
-        if found:
-            title = f"Sources ({len(found)}): " + source_line(found[0], lambda path: Path(self.name(path)).name)
-        sources = gr.ChatMessage(role="assistant", content=sources_markdown(found, self.name),
-                                 metadata={"title": title, "status": "done", "duration": result["seconds"]})
-        yield history + [answer, sources], gr.skip(), gr.skip()
+        finally:
+            events.close()
+            self._stops.pop(session, None)
+        record = self._record(corpus, result, text, stop.is_set())
+        self.history.add(corpus, question, record, self._user(request))
+        yield (list(history or []) + exchange_messages(question, record, key), gr.skip(), gr.update(visible=True),
+               gr.update(visible=False))
+
+    def _record(self, corpus: str, result: dict | None, text: str, stopped: bool) -> dict:
+        """What the history keeps of an answer: the public result, each source with its
+        passage (the cited page or lines, read from the corpus now)."""
+        if result is None or stopped:
+            return {"answer": text, "stopped": True, "sources": []}
+        record = {key: value for key, value in result.items() if key != "type"}
+        sources = []
+        for source in record["sources"]:
+            try:
+                passage = self.service.passage(corpus, source["path"], source["page"], source["lines"])
+            except CorpusError:
+                passage = None
+            sources.append({**source, "passage": passage})
+        record["sources"] = sources
+        record["as_of"] = self.name(record["as_of"]) if record.get("as_of") else None
+        return self.public.json(record)
 
     def api_ask(self, corpus: str, question: str, as_of: str | None = None) -> dict:
-        """/ask: {"answer", "sources": [{"path", "page", "lines", "excerpt", "score", ...}], ...}."""
+        """/ask: {"answer", "sources": [{"file", "page", "lines", "excerpt", "score", ...}], ...}."""
         try:
-            return api_json(self.service.ask((corpus or "").strip(), question or "", as_of=as_of or None))
+            return self.public.json(self.service.ask((corpus or "").strip(), question or "", as_of=as_of or None), api=True)
         except CorpusError as error:
-            raise gr.Error(self.uploads.clean_message(str(error)), print_exception=False) from None
+            raise _user_error(error, self.public) from None
 
     def api_corpora(self) -> list[dict]:
-        return self.corpora()
+        return self.public.json(self.corpora(), api=True)
 
 
-def build_app(service: CorpusService | None = None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, local_paths: bool = True) -> gr.Blocks:
+def _chain(first: dict, rest: Iterator[dict]) -> Iterator[dict]:
+    yield first
+    yield from rest
+
+
+def _example(component: gr.components.Component, value: Any) -> gr.components.Component:
+    """Set the example the API page shows for `component` (Gradio's default for a textbox
+    is "Hello!!", which is no valid corpus name)."""
+    component.example_payload = component.example_value = lambda: value  # type: ignore[method-assign]
+    return component
+
+
+def build_app(service: CorpusService | None = None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+              max_upload_tokens: int | None = DEFAULT_MAX_UPLOAD_TOKENS, local_paths: bool = True,
+              reading_slots: int = DEFAULT_SLOTS) -> gr.Blocks:
     """The Gradio app over `service` (default: `CorpusService()` on $RMTQA_HOME and the
-    shipped model). `local_paths`: whether users may type a folder on the server to read."""
-    ui = WebUI(service or CorpusService(), max_upload_mb=max_upload_mb, local_paths=local_paths)
+    shipped model). `local_paths`: whether users may type a folder on the server to read;
+    `max_upload_tokens`: the most tokens one upload may add; `reading_slots`: readings at once."""
+    ui = WebUI(service or CorpusService(), max_upload_mb=max_upload_mb, max_upload_tokens=max_upload_tokens,
+               local_paths=local_paths, reading_slots=reading_slots)
     private = dict(api_visibility="private")
-    names = ui.names()
+    corpora = ui.corpora()
+    names = [c["name"] for c in corpora]
     model_ready = has_weights(ui.model_dir)
 
-    # Uploads are copied out of Gradio's cache when reading starts: clear what is a day old.
+    # Uploads are copied out of Gradio's cache when reading is queued, and deleted there.
     with gr.Blocks(title="rmtqa", analytics_enabled=False, delete_cache=(6 * 3600, 24 * 3600)) as demo:
         gr.Markdown(INTRO)
         if not model_ready:
@@ -346,18 +516,22 @@ def build_app(service: CorpusService | None = None, *, max_upload_mb: float = DE
                     chat_corpus = gr.Dropdown(names, value=names[0] if names else None, label="Corpus", scale=2, elem_id="chat-corpus")
                     as_of = gr.Dropdown([("latest (everything read)", LATEST)], value=LATEST, label="As of document", scale=3,
                                         info="answer from the memory right after an earlier document", elem_id="as-of")
+                    page = gr.Number(None, label="page", precision=0, minimum=1, visible=False, scale=1, elem_id="as-of-page")
                 about = gr.Markdown(plain_summary(ui.model_dir), elem_id="about-model")
-                chatbot = gr.Chatbot(label="Answers", height=460, elem_id="chatbot", feedback_options=None,
-                                     placeholder="Pick a corpus and ask a question.")
+                chatbot = gr.Chatbot(label="Answers", height=460, elem_id="chatbot", feedback_options=None, allow_tags=False,
+                                     latex_delimiters=[], placeholder=PLACEHOLDER if names else NO_CORPUS)
                 with gr.Row():
                     question = gr.Textbox(placeholder="Ask a question about this corpus", show_label=False, scale=6,
                                           lines=1, max_lines=4, elem_id="question")
                     ask_btn = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
-                clear = gr.Button("Clear answers", size="sm")
+                    stop_btn = gr.Button("Stop", variant="stop", scale=1, visible=False, elem_id="stop")
+                clear = gr.Button("Clear this corpus's chat history", size="sm", elem_id="clear-history")
 
             with gr.Tab("Upload", id="upload"):
                 gr.Markdown(f"Upload several files at once or a **.zip** (PDF, text, HTML, EPUB, source code; up to "
-                            f"{max_upload_mb:,g} MB per upload), or type a folder or repository path on this machine. "
+                            f"{max_upload_mb:,g} MB"
+                            + (f" and {max_upload_tokens:,} tokens" if max_upload_tokens else "")
+                            + " per upload), or type a folder or repository path on this machine. "
                             "Reading creates the corpus or adds to it; a file uploaded again under the same name replaces the "
                             "earlier one. Reading runs in the background: you can keep asking meanwhile.")
                 files = gr.File(label="Files", file_count="multiple", type="filepath", elem_id="upload-files")
@@ -372,12 +546,21 @@ def build_app(service: CorpusService | None = None, *, max_upload_mb: float = DE
                 progress = gr.HTML(elem_id="reading-progress")
                 report = gr.Markdown(elem_id="ingest-report")
                 with gr.Accordion("Full report (JSON)", open=False):
-                    report_json = gr.JSON(label="ingest report")
+                    report_json = gr.JSON(label="ingest report", elem_id="report-json")
                 reading = gr.State("")
+                gr.Markdown("### Readings on this server")
+                jobs_table = gr.Dataframe(value=jobs_rows(ui.jobs_view()), headers=JOBS_HEADERS, interactive=False,
+                                          elem_id="jobs-table", wrap=True)
+                with gr.Row():
+                    jobs_pick = gr.Dropdown([], value=None, label="Reading", scale=3, elem_id="jobs-pick")
+                    jobs_cancel = gr.Button("Cancel this reading", variant="stop", scale=1, elem_id="jobs-cancel")
+                jobs_message = gr.Markdown(elem_id="jobs-message")
+                jobs_timer = gr.Timer(JOBS_REFRESH_SECONDS)
 
             with gr.Tab("Corpora", id="corpora"):
-                table = gr.Dataframe(value=ui.corpora_rows(), headers=CORPORA_HEADERS, interactive=False, elem_id="corpora-table",
-                                     wrap=True)
+                no_corpora = gr.Markdown(NO_CORPORA, visible=not names, elem_id="no-corpora")
+                table = gr.Dataframe(value=ui.corpora_rows(corpora), headers=CORPORA_HEADERS, interactive=False,
+                                     elem_id="corpora-table", wrap=True)
                 refresh_btn = gr.Button("Refresh", size="sm")
                 with gr.Row():
                     pick = gr.Dropdown(names, value=None, label="Corpus", scale=3, elem_id="pick-corpus")
@@ -387,6 +570,7 @@ def build_app(service: CorpusService | None = None, *, max_upload_mb: float = DE
                     with gr.Row():
                         confirm_btn = gr.Button("Yes, delete it", variant="stop", elem_id="confirm-delete")
                         keep_btn = gr.Button("No, keep it")
+                pending_delete = gr.State(None)
                 corpora_message = gr.Markdown(elem_id="corpora-message")
                 documents = gr.Markdown(elem_id="corpus-documents")
 
@@ -396,45 +580,54 @@ def build_app(service: CorpusService | None = None, *, max_upload_mb: float = DE
                 gallery = gr.Gallery(images, label="Evaluation heatmaps", visible=bool(images), columns=2, height=480,
                                      object_fit="contain", elem_id="heatmaps")
                 gr.Markdown("### Which model each corpus was read with")
-                models = gr.Markdown(ui.models_markdown(ui.corpora()))
+                models = gr.Markdown(ui.models_markdown(corpora))
 
         # Named API endpoints (components hidden; gradio_client calls them by name).
         with gr.Row(visible=False):
             api_files = gr.File(file_count="multiple", type="filepath", label="files")
-            api_corpus = gr.Textbox(label="corpus")
+            api_corpus = _example(gr.Textbox(label="corpus"), "my-docs")
             api_report = gr.JSON(label="report")
-            api_question = gr.Textbox(label="question")
-            api_as_of = gr.Textbox("", label="as_of")
+            api_question = _example(gr.Textbox(label="question"), "Where is Mary?")
+            api_as_of = _example(gr.Textbox("", label="as_of"), "")
             api_answer = gr.JSON(label="answer")
             api_list = gr.JSON(label="corpora")
-            api_ingest_btn, api_ask_btn, api_list_btn = gr.Button(), gr.Button(), gr.Button()
-        api_ingest_btn.click(ui.api_ingest, [api_files, api_corpus], api_report, api_name="ingest",
-                             concurrency_id="reading", concurrency_limit=1)
-        api_ask_btn.click(ui.api_ask, [api_corpus, api_question, api_as_of], api_answer, api_name="ask",
-                          concurrency_id="asking", concurrency_limit=ASK_CONCURRENCY)
-        api_list_btn.click(ui.api_corpora, None, api_list, api_name="corpora")
+            api_jobs = gr.JSON(label="jobs")
+            api_job = gr.JSON(label="job")
+            api_buttons = [gr.Button() for _ in range(5)]
+        api_buttons[0].click(ui.api_ingest, [api_files, api_corpus], api_report, api_name="ingest",
+                             concurrency_id="reading", concurrency_limit=WATCHERS)
+        api_buttons[1].click(ui.api_ask, [api_corpus, api_question, api_as_of], api_answer, api_name="ask",
+                             concurrency_id="asking", concurrency_limit=ASK_CONCURRENCY)
+        api_buttons[2].click(ui.api_corpora, None, api_list, api_name="corpora")
+        api_buttons[3].click(ui.api_jobs, None, api_jobs, api_name="jobs")
+        api_buttons[4].click(ui.api_cancel, api_corpus, api_job, api_name="cancel")
 
-        # UI events (private: the API is the three endpoints above).
-        listing = [chat_corpus, target, pick, table, models]
+        # UI events (private: the API is the endpoints above).
+        listing = [chat_corpus, target, pick, table, models, no_corpora, chatbot]
         demo.load(lambda value: ui.refresh(value), chat_corpus, listing, **private)
         demo.load(ui.model_tab, None, [card, gallery], **private)  # a card or an evaluation may have landed since
+        demo.load(ui.chat_corpus, chat_corpus, [as_of, page, about, chatbot], **private)  # the history of this corpus
         refresh_btn.click(lambda value: ui.refresh(value), chat_corpus, listing, **private)
-        chat_corpus.change(ui.chat_corpus, chat_corpus, [as_of, about], **private)
-        ask_args = dict(fn=ui.ask, inputs=[question, chatbot, chat_corpus, as_of], outputs=[chatbot, question, ask_btn],
+        chat_corpus.change(ui.chat_corpus, chat_corpus, [as_of, page, about, chatbot], **private)
+        as_of.change(ui.as_of_pages, [chat_corpus, as_of], page, **private)
+        ask_args = dict(fn=ui.ask, inputs=[question, chatbot, chat_corpus, as_of, page], outputs=[chatbot, question, ask_btn, stop_btn],
                         concurrency_id="asking", concurrency_limit=ASK_CONCURRENCY, **private)
-        for trigger in (ask_btn.click, question.submit):  # Ask is disabled until the answer and its sources are in
-            trigger(**ask_args).then(lambda: gr.update(interactive=True), None, ask_btn, **private)
-        clear.click(lambda: [], None, chatbot, **private)
+        for trigger in (ask_btn.click, question.submit):  # Ask is hidden until the answer and its sources are in
+            trigger(**ask_args).then(lambda: (gr.update(visible=True), gr.update(visible=False)), None, [ask_btn, stop_btn], **private)
+        stop_btn.click(ui.stop, None, None, queue=False, **private)
+        clear.click(ui.clear_history, chat_corpus, chatbot, **private)
         read_btn.click(ui.read, [files, local_path, target, chat_corpus],
                        [progress, report, report_json, files, read_btn, cancel_btn, reading, *listing],
-                       concurrency_id="reading", concurrency_limit=1, show_progress="hidden", **private,
-                       ).then(ui.chat_corpus, chat_corpus, [as_of, about], **private)
+                       concurrency_id="reading", concurrency_limit=WATCHERS, show_progress="hidden", **private,
+                       ).then(ui.chat_corpus, chat_corpus, [as_of, page, about, chatbot], **private)
         cancel_btn.click(ui.cancel, reading, cancel_btn, queue=False, **private)
-        pick.change(ui.pick, pick, [documents, confirm_box], **private)
-        delete_btn.click(ui.ask_delete, pick, [confirm_box, confirm_text, corpora_message], **private)
-        keep_btn.click(lambda: (gr.update(visible=False), ""), None, [confirm_box, corpora_message], **private)
-        confirm_btn.click(ui.delete, [pick, chat_corpus], [confirm_box, corpora_message, documents, *listing], **private,
-                          ).then(ui.chat_corpus, chat_corpus, [as_of, about], **private)
+        jobs_timer.tick(ui.jobs_panel, jobs_pick, [jobs_table, jobs_pick], queue=False, show_progress="hidden", **private)
+        jobs_cancel.click(ui.cancel_job, jobs_pick, jobs_message, queue=False, **private)
+        pick.change(ui.pick, pick, [documents, confirm_box, pending_delete], **private)
+        delete_btn.click(ui.ask_delete, pick, [confirm_box, confirm_text, corpora_message, pending_delete], **private)
+        keep_btn.click(lambda: (gr.update(visible=False), "", None), None, [confirm_box, corpora_message, pending_delete], **private)
+        confirm_btn.click(ui.delete, [pick, pending_delete, chat_corpus], [confirm_box, corpora_message, documents, pending_delete, *listing],
+                          **private).then(ui.chat_corpus, chat_corpus, [as_of, page, about, chatbot], **private)
 
     demo.queue(default_concurrency_limit=8)
     demo.rmtqa = ui  # type: ignore[attr-defined]  # for tests and `rmtqa serve`
@@ -442,7 +635,7 @@ def build_app(service: CorpusService | None = None, *, max_upload_mb: float = DE
 
 
 def launch_app(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = 7860, share: bool = False,
-               auth: tuple[str, str] | None = None, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+               auth: Callable | tuple[str, str] | None = None, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
                prevent_thread_lock: bool = False, quiet: bool = False):
     """Start the server (blocking unless `prevent_thread_lock`). Returns (app, local_url, share_url)."""
     return demo.launch(
@@ -450,4 +643,3 @@ def launch_app(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = 7
         prevent_thread_lock=prevent_thread_lock, quiet=quiet, show_error=True, ssr_mode=False, pwa=False,
         mcp_server=False, enable_monitoring=False, run_history=False, footer_links=["api"], inbrowser=False,
     )
-

@@ -1,166 +1,184 @@
-"""Background reading for the web UI: one thread per corpus being read, with progress and
-cancellation (both through `CorpusService.ingest`), and a home for uploaded files.
+"""Background reading for the web UI: every `CorpusService.ingest` of the server is a job,
+visible to and cancellable by every authorised client, whoever started it.
 
-Uploads are copied out of Gradio's temporary cache into `$RMTQA_HOME/uploads/<corpus>/`,
-because a corpus re-scans its source paths on every later ingest (to notice changes): the
-files must outlive the request. A file uploaded again under the same name replaces the
-earlier one (the corpus then re-reads from the first segment that changed).
+Scheduling, so that no upload holds the server: one job per corpus, at most `slots` jobs
+reading at once, the rest waiting first come, first served; a per-upload token cap (the
+service's `max_tokens`) bounds how long any one job can read. A small upload therefore
+waits at most for a slot, never behind every big one. A job runs in its own thread: the
+request or browser tab that started it may go away; the job goes on and stays listed.
 """
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import threading
 import time
-from pathlib import Path
-from typing import Callable, Iterable
+from collections import deque
+from typing import Callable
 
-from app.corpus_store import CorpusError, CorpusLocked, validate_name
-from app.service import CorpusService
+from app.corpus_store import CorpusError, CorpusLocked
+from app.service import Cancelled, CorpusService
+from app.uploads import Staged
 
 log = logging.getLogger("rmtqa.webui")
+
+DEFAULT_SLOTS = 2
+MAX_WAITING = 32  # jobs queued at once; more are refused (each holds its staged upload on disk)
+KEEP_FINISHED = 20  # finished jobs still listed, newest first
 
 
 class UploadError(CorpusError):
     """An upload that is refused (too large, nothing given, ...): one clear line."""
 
 
-def _safe_name(name: str) -> str:
-    name = Path(name.replace("\\", "/")).name.strip().lstrip(".")
-    return name[-200:] or "upload"
-
-
-class Uploads:
-    """Uploaded files, per corpus, under `root` (`$RMTQA_HOME/uploads`)."""
-
-    def __init__(self, root: Path):
-        self.root = Path(root)
-
-    def directory(self, corpus: str) -> Path:
-        return self.root / validate_name(corpus)
-
-    def store(self, corpus: str, files: Iterable[str]) -> list[str]:
-        """Copy uploaded files into the corpus's folder; their new paths, in order."""
-        folder = self.directory(corpus)
-        folder.mkdir(parents=True, exist_ok=True)
-        out: list[str] = []
-        for source in files:
-            name = _safe_name(os.path.basename(source))
-            target = folder / name
-            stem, suffix, n = Path(name).stem, Path(name).suffix, 2
-            while str(target) in out:  # two files of one upload with the same name
-                target = folder / f"{stem} ({n}){suffix}"
-                n += 1
-            if not (target.is_file() and _same_file(source, target)):
-                tmp = folder / f".{target.name}.{os.getpid()}.tmp"
-                shutil.copyfile(source, tmp)
-                os.replace(tmp, target)
-            out.append(str(target))
-        return out
-
-    def remove(self, corpus: str) -> None:
-        shutil.rmtree(self.directory(corpus), ignore_errors=True)
-
-    def display(self, path: str) -> str:
-        """An uploaded file as its user named it (`book.pdf`); other paths unchanged."""
-        try:
-            relative = Path(path).relative_to(self.root)
-        except ValueError:
-            return path
-        return str(Path(*relative.parts[1:])) if len(relative.parts) > 1 else str(relative)
-
-    def clean_message(self, message: str) -> str:
-        """Error text with upload paths shortened to the names users gave them."""
-        root = str(self.root) + os.sep
-        while root in message:
-            start = message.index(root)
-            rest = message[start + len(root):]
-            corpus_end = rest.find(os.sep)
-            message = message[:start] + (rest[corpus_end + 1:] if corpus_end >= 0 else rest)
-        return message
-
-
-def _same_file(a: str | Path, b: str | Path) -> bool:
-    if os.path.getsize(a) != os.path.getsize(b):
-        return False
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        while True:
-            x, y = fa.read(1 << 20), fb.read(1 << 20)
-            if x != y:
-                return False
-            if not x:
-                return True
-
-
 class ReadingJob:
-    """One `service.ingest` running in its own thread."""
+    """One `service.ingest` in its own thread: queued, then scanning, then reading."""
 
-    def __init__(self, corpus: str, paths: list[str]):
-        self.corpus, self.paths = corpus, paths
+    def __init__(self, corpus: str, paths: list[str], staged: Staged | None, files: list[str]):
+        self.corpus, self.paths, self.staged, self.files = corpus, paths, staged, files
         self.cancel = threading.Event()
         self.done = threading.Event()
         self.progress: dict | None = None  # the latest service progress event
         self.report: dict | None = None
         self.error: str | None = None
-        self.started = time.time()
+        self.cancelled_early = False  # cancelled before anything was read (queued or scanning)
+        self.queued_at = time.time()
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
 
     def on_progress(self, event: dict) -> None:
         self.progress = dict(event)
 
     @property
     def running(self) -> bool:
+        """Queued or reading (not finished)."""
         return not self.done.is_set()
+
+    @property
+    def state(self) -> str:
+        """"queued", "starting", "scanning", "reading", "cancelling", "cancelled", "failed" or "done"."""
+        if self.done.is_set():
+            if self.cancelled_early or (self.report or {}).get("cancelled"):
+                return "cancelled"
+            return "failed" if self.error is not None else "done"
+        if self.cancel.is_set():
+            return "cancelling"
+        if self.started_at is None:
+            return "queued"
+        return {"scan": "scanning", "read": "reading"}.get((self.progress or {}).get("phase"), "starting")
+
+    def view(self, name: Callable[[str], str]) -> dict:
+        """The job as any client may see it (JSON-ready; files by the names users gave)."""
+        progress = self.progress or {}
+        since = self.ended_at or time.time()
+        return {
+            "corpus": self.corpus, "state": self.state, "files": [name(f) for f in self.files],
+            "segments_done": progress.get("segments_done"), "segments_total": progress.get("segments_total"),
+            "tokens_scanned": progress.get("tokens") if progress.get("phase") == "scan" else None,
+            "tokens_per_s": progress.get("tokens_per_s"), "eta_s": progress.get("eta_s"),
+            "waited_s": round((self.started_at or since) - self.queued_at, 1),
+            "ran_s": round(since - self.started_at, 1) if self.started_at else None,
+            "error": self.error,
+        }
 
 
 class ReadingJobs:
-    """The corpora being read by this server; at most one job per corpus."""
+    """The readings of this server: one job per corpus, `slots` at a time, FIFO."""
 
-    def __init__(self, service: CorpusService, uploads: Uploads):
-        self.service, self.uploads = service, uploads
+    def __init__(self, service: CorpusService, *, slots: int = DEFAULT_SLOTS, max_tokens: int | None = None,
+                 clean: Callable[[str], str] = str):
+        self.service, self.slots, self.max_tokens, self.clean = service, max(1, slots), max_tokens, clean
         self._jobs: dict[str, ReadingJob] = {}
-        self._lock = threading.Lock()
+        self._finished: deque[ReadingJob] = deque(maxlen=KEEP_FINISHED)
+        self._waiting: deque[ReadingJob] = deque()
+        self._active = 0
+        self._lock = threading.Condition()
 
-    def start(self, corpus: str, prepare: Callable[[], list[str]]) -> ReadingJob:
-        """Start reading `prepare()` (the paths; called under the lock, e.g. to store
-        uploads) into `corpus`. Refused with `CorpusLocked` while it is being read."""
+    def start(self, corpus: str, paths: list[str], staged: Staged | None = None, files: list[str] | None = None) -> ReadingJob:
+        """Queue reading `paths` and `staged` uploads into `corpus`. Refused with
+        `CorpusLocked` while that corpus has a job, and when too many jobs wait. The job
+        owns `staged` from here on (it is discarded whatever happens)."""
         with self._lock:
             current = self._jobs.get(corpus)
             if current is not None and current.running:
                 raise CorpusLocked(f"corpus {corpus} is being read already; wait until it has finished or cancel it")
-            job = ReadingJob(corpus, prepare())
+            if len(self._waiting) >= MAX_WAITING:
+                raise UploadError(f"{len(self._waiting)} readings are waiting already; try again later")
+            job = ReadingJob(corpus, paths, staged, files if files is not None else list(paths))
+            if current is not None:
+                self._finished.appendleft(current)
             self._jobs[corpus] = job
+            self._waiting.append(job)
         threading.Thread(target=self._run, args=(job,), name=f"rmtqa-read-{corpus}", daemon=True).start()
         return job
 
     def _run(self, job: ReadingJob) -> None:
         try:
-            job.report = self.service.ingest(job.paths, job.corpus, progress=job.on_progress, cancel=job.cancel)
+            if not self._wait_for_slot(job):
+                job.cancelled_early = True
+                return
+            try:
+                job.report = self.service.ingest(job.paths, job.corpus, uploads=job.staged, max_tokens=self.max_tokens,
+                                                 progress=job.on_progress, cancel=job.cancel)
+            finally:
+                with self._lock:
+                    self._active -= 1
+                    self._lock.notify_all()
+        except Cancelled:
+            job.cancelled_early = True
         except CorpusError as error:
-            job.error = self.uploads.clean_message(str(error))
+            job.error = self.clean(str(error))
         except Exception as error:  # noqa: BLE001 - shown to the user, logged in full
             log.exception("reading corpus %s failed", job.corpus)
-            job.error = f"reading failed: {type(error).__name__}: {self.uploads.clean_message(str(error))}"
+            job.error = f"reading failed: {type(error).__name__}: {self.clean(str(error))}"
         finally:
-            if job.error is not None and not self.service.store.exists(job.corpus):
-                self.uploads.remove(job.corpus)  # a corpus that was never created keeps no uploads
+            if job.staged is not None:
+                job.staged.discard()
+            job.ended_at = time.time()
             job.done.set()
+
+    def _wait_for_slot(self, job: ReadingJob) -> bool:
+        """Block until `job` is first in line and a slot is free (True), or it is cancelled."""
+        with self._lock:
+            while not job.cancel.is_set() and not (self._waiting[0] is job and self._active < self.slots):
+                self._lock.wait()
+            self._waiting.remove(job)
+            self._lock.notify_all()  # the next in line may fit too
+            if job.cancel.is_set():
+                return False
+            self._active += 1
+            job.started_at = time.time()
+            return True
+
+    def ahead(self, job: ReadingJob) -> int | None:
+        """How many jobs wait before `job` (None once it has started)."""
+        with self._lock:
+            return list(self._waiting).index(job) if job in self._waiting else None
 
     def running(self, corpus: str) -> ReadingJob | None:
         job = self._jobs.get(corpus)
         return job if job is not None and job.running else None
+
+    def jobs(self) -> list[ReadingJob]:
+        """Every job: queued and running ones (oldest first), then recently finished ones."""
+        with self._lock:
+            current = sorted(self._jobs.values(), key=lambda job: job.queued_at)
+            live = [job for job in current if job.running]
+            done = sorted([job for job in current if not job.running] + list(self._finished), key=lambda job: -(job.ended_at or 0))
+        return live + done[:KEEP_FINISHED]
 
     def cancel(self, corpus: str) -> bool:
         job = self.running(corpus)
         if job is None:
             return False
         job.cancel.set()
+        with self._lock:
+            self._lock.notify_all()  # a queued job stops waiting
         return True
 
     def stop(self, timeout: float = 30.0) -> None:
         """Cancel every reading and wait (up to `timeout` s) until each has saved its last segment."""
-        jobs = list(self._jobs.values())
+        jobs = [job for job in self._jobs.values() if job.running]
         for job in jobs:
-            job.cancel.set()
+            self.cancel(job.corpus)
         for job in jobs:
             job.done.wait(timeout)

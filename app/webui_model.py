@@ -5,10 +5,17 @@ Everything is read from the model's directory (`assets/default` for the shipped 
 list and "baselines"), heatmaps (`*.png`), also one folder down (e.g. `eval/`), and, if present, `train_config.json` (the training
 configuration, for the tasks it was trained on; for the shipped model without one,
 `configs/default.json`, which trained it). Nothing here loads weights.
+
+Honesty rules for what is said about a model: a task is "trained" only when the training
+configuration lists it (an evaluation report alone makes it "evaluated, not trained");
+every accuracy is shown with its number of questions n, and figures from fewer than
+`MIN_N` questions are not shown at all (they say nothing).
 """
 from __future__ import annotations
 
+import base64
 import json
+import re
 from pathlib import Path
 
 from app.paths import REPO_ROOT
@@ -18,6 +25,8 @@ SHIPPED_CONFIG = REPO_ROOT / "configs" / "default.json"
 CARD = "MODEL_CARD.md"
 WEIGHTS = "model.safetensors"
 NOT_EVAL = {"config.json", "tokenizer.json", "tokenizer_config.json", "train_config.json", "special_tokens_map.json"}
+MIN_N = 20
+MAX_INLINE_IMAGE = 2 << 20  # bytes; a card's larger images are left as links
 
 # bAbI tasks in words (Weston et al. 2015), as a user would recognise them.
 TASKS = {
@@ -75,18 +84,21 @@ def heatmaps(directory: str | Path) -> list[str]:
 
 
 def trained_tasks(directory: str | Path) -> list[str]:
-    """Task names the model was trained (or at least evaluated) on."""
-    tasks: list[str] = []
+    """Task names the model was trained on, from its training configuration (only)."""
     config = Path(directory) / "train_config.json"
     if not config.is_file() and _same_dir(directory, REPO_ROOT / "assets" / "default"):
         config = SHIPPED_CONFIG  # the README: configs/default.json trained the shipped reader
     if config.is_file():
         try:
-            tasks.extend(json.loads(config.read_text()).get("tasks") or [])
+            return list(dict.fromkeys(json.loads(config.read_text()).get("tasks") or []))
         except (OSError, ValueError, AttributeError):
             pass
-    for _, report in eval_reports(directory):
-        tasks.extend(t for t in str(report.get("task", "")).split(",") if t)
+    return []
+
+
+def evaluated_tasks(directory: str | Path) -> list[str]:
+    """Task names the model has evaluation reports for (trained on or not)."""
+    tasks = [t for _, report in eval_reports(directory) for t in str(report.get("task", "")).split(",") if t]
     return list(dict.fromkeys(tasks))
 
 
@@ -102,19 +114,42 @@ def _pct(value: float | None) -> str:
     return "\u2013" if value is None else f"{100 * value:.0f}%"
 
 
+def _n(result: dict) -> int:
+    try:
+        return int(result.get("n") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def eval_table(report: dict) -> str:
-    """A markdown table: accuracy per context length for the model and each baseline."""
+    """A markdown table: accuracy per context length for the model and each baseline, with
+    n; rows from fewer than `MIN_N` questions show n only."""
     names = list(report.get("baselines") or {})
-    header = "| context length | RMT (this model) | " + " | ".join(n.replace("_", " ") for n in names) + " | samples | tokens/s |"
+    header = "| context length | RMT (this model) | " + " | ".join(n.replace("_", " ") for n in names) + " | n (questions) | tokens/s |"
     lines = [header, "|" + "---|" * (4 + len(names))]
     for i, result in enumerate(report["results"]):
         base = [report["baselines"][n][i]["accuracy"] if i < len(report["baselines"][n]) else None for n in names]
         rate = result.get("tokens_per_s")
-        lines.append(
-            f"| {_length(int(result['length']))} tokens | **{_pct(result.get('accuracy'))}** | "
-            + " | ".join(_pct(b) for b in base) + f" | {result.get('n', '')} | {f'{rate:,}' if rate else chr(8211)} |"
-        )
+        shown = _n(result) >= MIN_N
+        scores = (f"**{_pct(result.get('accuracy'))}** | " + " | ".join(_pct(b) for b in base) if shown
+                  else " | ".join([f"too few questions to say (n < {MIN_N})"] + [""] * len(names)))
+        lines.append(f"| {_length(int(result['length']))} tokens | {scores} | {_n(result)} | {f'{rate:,}' if rate else chr(8211)} |")
     return "\n".join(lines)
+
+
+def _scores(directory: str | Path) -> tuple[list[str], list[str]]:
+    """("qa1: 33% at 1k tokens (n = 30), ..." per task, lengths left out for n < MIN_N)."""
+    figures, hidden = [], []
+    for file, report in eval_reports(directory):
+        task = str(report.get("task", "?"))
+        good = [r for r in report["results"] if _n(r) >= MIN_N]
+        hidden.extend(f"{task} at {_length(int(r['length']))}" for r in report["results"] if _n(r) < MIN_N)
+        if good:
+            figures.append((task, file, ", ".join(f"{_pct(r.get('accuracy'))} at {_length(int(r['length']))} tokens (n = {_n(r)})"
+                                                  for r in good)))
+    tasks = [task for task, _, _ in figures]
+    shown = [f"{task}{f' ({file})' if tasks.count(task) > 1 else ''}: {scores}" for task, file, scores in figures]
+    return shown, hidden
 
 
 def plain_summary(directory: str | Path | None) -> str:
@@ -127,27 +162,58 @@ def plain_summary(directory: str | Path | None) -> str:
         return (f"**No model is shipped yet** (`{name}` has no `{WEIGHTS}`): reading and answering are unavailable. "
                 "Start `rmtqa serve --model DIR` with a trained model, or wait for the shipped one.")
     tasks = trained_tasks(directory)
-    reports = eval_reports(directory)
+    untrained = [t for t in evaluated_tasks(directory) if t not in tasks]
     if tasks:
         what = "; ".join(f"**{t}**: {TASKS.get(t, 'a task of that name')}" for t in tasks)
         trained = f"The reader `{name}` was trained to answer bAbI-style questions hidden in long text \u2014 {what}."
     else:
         trained = f"The reader `{name}` has no record of what it was trained to answer."
-    if reports:
-        parts = []
-        tasks_seen = [str(report.get("task", "?")) for _, report in reports]
-        for file, report in reports:
-            scores = ", ".join(f"{_pct(r.get('accuracy'))} at {_length(int(r['length']))} tokens" for r in report["results"])
-            task = str(report.get("task", "?"))
-            parts.append(f"{task}{f' ({file})' if tasks_seen.count(task) > 1 else ''}: {scores}")
-        scored = "Exact-match accuracy on held-out questions: " + "; ".join(parts) + "."
+    if untrained:
+        trained += f" It was only evaluated, not trained, on {', '.join(untrained)}."
+    shown, hidden = _scores(directory)
+    if shown:
+        scored = "Exact-match accuracy on held-out questions (n = number of questions): " + "; ".join(shown) + "."
+    elif hidden:
+        scored = "Its evaluations have too few questions to say how well it answers."
     else:
         scored = "It has no evaluation report, so how well it answers is unknown."
+    if hidden:
+        scored += f" Not shown, from fewer than {MIN_N} questions: {', '.join(hidden)}."
     caveat = ("It is a small model: it was **not** trained on contracts, reports, manuals or open questions, "
               "so answers to such questions are unreliable \u2014 use the sources under each answer to read the passages yourself.")
-    if not tasks and not reports:
+    if not tasks and not shown and not hidden:
         caveat = "Treat its answers as unverified and check the sources under each answer."
     return f"{trained} {scored} {caveat}"
+
+
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
+_CODE_SPAN = re.compile(r"(`+)(.+?)\1")
+
+
+def card_markdown(text: str, directory: Path) -> str:
+    """A model card as the UI can show it: a `|` inside a code span of a table row is
+    escaped (a table would end its cell there), and images given by a path relative to the
+    card are inlined (the browser could not fetch them from the model directory)."""
+    def escape_pipes(line: str) -> str:
+        if not line.lstrip().startswith("|"):
+            return line
+        return _CODE_SPAN.sub(lambda m: m.group(1) + re.sub(r"(?<!\\)\|", r"\\|", m.group(2)) + m.group(1), line)
+
+    def inline(match: re.Match) -> str:
+        alt, target = match.groups()
+        path = (directory / target).resolve()
+        if "://" in target or target.startswith("data:") or not path.is_relative_to(directory.resolve()):
+            return match.group(0)
+        try:
+            data = path.read_bytes() if path.is_file() and path.stat().st_size <= MAX_INLINE_IMAGE else None
+        except OSError:
+            data = None
+        if data is None or path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".gif", ".webp"):
+            return f"_({alt or 'image'}: `{target}` in the model folder)_"
+        kind = "jpeg" if path.suffix.lower() == ".jpg" else path.suffix.lower().lstrip(".")
+        return f"![{alt}](data:image/{kind};base64,{base64.b64encode(data).decode()})"
+
+    return _IMAGE.sub(inline, "\n".join(escape_pipes(line) for line in text.split("\n")))
 
 
 def model_card(directory: str | Path | None) -> str:
@@ -159,7 +225,7 @@ def model_card(directory: str | Path | None) -> str:
     parts = [f"### Model `{name}`", plain_summary(directory)]
     card = directory / CARD
     if card.is_file():
-        parts.append(card.read_text(errors="replace"))
+        parts.append(card_markdown(card.read_text(errors="replace"), directory))
     else:
         parts.append(f"_No model card: `{name}/{CARD}` does not exist{' yet' if not has_weights(directory) else ''}._")
     reports = eval_reports(directory)

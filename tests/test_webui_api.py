@@ -34,7 +34,8 @@ def ingest(client, files, corpus):
 
 def test_api_lists_only_the_named_endpoints(client) -> None:
     api = client.view_api(print_info=False, return_format="dict")
-    assert set(api["named_endpoints"]) == {"/ingest", "/ask", "/corpora"}
+    assert set(api["named_endpoints"]) == {"/ingest", "/ask", "/corpora", "/jobs", "/cancel"}
+    assert api["named_endpoints"]["/ask"]["parameters"][0]["example_input"] == "my-docs"  # a valid corpus name
     params = [p["parameter_name"] for p in api["named_endpoints"]["/ingest"]["parameters"]]
     assert params == ["files", "corpus"]
     params = api["named_endpoints"]["/ask"]["parameters"]
@@ -44,9 +45,12 @@ def test_api_lists_only_the_named_endpoints(client) -> None:
 def test_ingest_then_ask_with_sources(client, tmp_path) -> None:
     pdf = write_pdf(tmp_path / "report.pdf", [book_lines(6, seed=1), book_lines(6, seed=2)])
     files = [pdf] + ([REAL_PDF] if REAL_PDF.is_file() else [])
+    from gradio.utils import get_upload_folder
+
     report = ingest(client, files, "api-docs")
     assert report["corpus"] == "api-docs" and report["complete"] and not report["cancelled"]
-    assert [Path(d["file"]).name for d in report["documents"]] == [f.name for f in files]
+    assert [d["file"] for d in report["documents"]] == [f.name for f in files]  # as uploaded, no server path
+    assert not list(Path(get_upload_folder()).rglob("report.pdf"))  # Gradio's cached copy is gone
     assert report["documents"][0]["pages"] == 2 and report["skipped"] == []
     assert report["segments_read"] == report["segments"] > 0 and "message" in report
 
@@ -55,11 +59,16 @@ def test_ingest_then_ask_with_sources(client, tmp_path) -> None:
     for source in result["sources"]:
         assert {"file", "page", "lines", "excerpt", "score"} <= set(source)
         assert isinstance(source["page"], int) and source["page"] >= 1  # every document here is a PDF
-    as_of = client.predict(corpus="api-docs", question="Where?", as_of="report.pdf", api_name="/ask")
-    assert as_of["as_of"].endswith("report.pdf") and as_of["segment"] <= result["segment"]
+    as_of = client.predict(corpus="api-docs", question="Where?", as_of="report.pdf#page=1", api_name="/ask")
+    assert as_of["as_of"] == "report.pdf#page=1" and 1 <= as_of["segment"] <= result["segment"]
 
-    listed = {c["name"]: c for c in client.predict(api_name="/corpora")}
-    assert listed["api-docs"]["documents"] == len(files) and listed["api-docs"]["complete"]
+    corpora = client.predict(api_name="/corpora")
+    listed = {c["name"]: c for c in corpora}
+    assert listed["api-docs"]["documents"] == len(files) and listed["api-docs"]["state"] == "complete"
+    home = str(running_server().home)
+    for response in (report, result, as_of, corpora, client.predict(api_name="/jobs")):
+        assert home not in json.dumps(response)  # no server path in any response
+    assert listed["api-docs"]["model"] == "model"
 
 
 def test_bad_upload_has_a_clear_message_and_the_corpus_stays_usable(client, tmp_path) -> None:
@@ -123,6 +132,12 @@ def test_user_errors_are_clear(client, tmp_path) -> None:
         ingest(client, [small], " ")
     with pytest.raises(AppError, match="choose files to upload"):
         client.predict(files=[], corpus="empty", api_name="/ingest")
+    started = time.perf_counter()
+    with pytest.raises(AppError, match=r"the question is too long \(78,000 characters\); the limit is 256 tokens"):
+        client.predict(corpus="api-docs", question="w" * 78_000, api_name="/ask")
+    assert time.perf_counter() - started < 1.0
+    with pytest.raises(AppError, match="no reading of corpus nope is queued or running"):
+        client.predict(corpus="nope", api_name="/cancel")
 
 
 def test_upload_over_the_size_cap(client, tmp_path) -> None:
@@ -170,12 +185,17 @@ def test_reading_in_the_background_asking_meanwhile_cancel_and_continue(client, 
     assert isinstance(answer["answer"], str) and not answer["complete"] and answer["segment"] < answer["segments"] - 1
     assert ui.jobs.running("api-cancel") is not None  # the answer came while reading went on
     assert any(row[0] == "api-cancel" and row[-1].startswith("being read") for row in ui.corpora_rows())
+    jobs = {job["corpus"]: job for job in client.predict(api_name="/jobs")}
+    assert jobs["api-cancel"]["state"] == "reading" and jobs["api-cancel"]["files"] == ["long.txt"]
 
-    assert ui.cancel("api-cancel")["value"] == "Cancelling\u2026"  # the Cancel button's handler
+    from gradio_client import Client
+
+    other = Client(running_server().url, verbose=False, analytics_enabled=False, download_files=False)
+    assert other.predict(corpus="api-cancel", api_name="/cancel")["state"] == "cancelling"  # not the client that started it
     report = pending.result(timeout=120)
     assert report["cancelled"] and not report["complete"] and 0 < report["segments_read"] < report["segments"]
     monkeypatch.undo()
-    assert any(row[0] == "api-cancel" and row[-1].startswith("incomplete") for row in ui.corpora_rows())
+    assert any(row[0] == "api-cancel" and row[-1].startswith("partly read") for row in ui.corpora_rows())
     again = ui._begin(None, None, "api-cancel")  # Read with the corpus and no files
     assert again.done.wait(120) and again.error is None and again.report["complete"]
     assert again.report["first_segment_read"] == report["first_segment_read"] + report["segments_read"]
@@ -192,11 +212,12 @@ def test_serve_defaults_and_warnings(monkeypatch, tmp_path, capsys) -> None:
     assert (args.host, args.port, args.share, args.auth, args.model) == ("127.0.0.1", 7860, False, None, None)
     assert serve.exposure_warnings("127.0.0.1", False, None) == []
     wide = serve.exposure_warnings("0.0.0.0", False, None)
-    assert any("reachable from other machines" in w for w in wide) and any("no --auth" in w for w in wide)
+    assert any("reachable from other machines" in w for w in wide) and any("no login" in w for w in wide)
+    assert any("can be called by any HTTP client" in w for w in wide)  # not only through the page
     assert any("public gradio.live link" in w for w in serve.exposure_warnings("127.0.0.1", True, ("u", "p")))
-    assert serve.parse_auth("me:secret:x") == ("me", "secret:x")
+    assert any("`ps` shows it" in w for w in serve.exposure_warnings("127.0.0.1", False, ("u", "p"), auth_in_argv=True))
     with pytest.raises(UserError, match="USER:PASSWORD"):
-        serve.parse_auth("nopassword")
+        serve.run(build_parser().parse_args(["serve", "--auth", "nopassword"]))
 
     launched = {}
 
@@ -207,12 +228,19 @@ def test_serve_defaults_and_warnings(monkeypatch, tmp_path, capsys) -> None:
     monkeypatch.setattr("app.webui.launch_app", fake_launch)
     monkeypatch.setattr("gradio.Blocks.block_thread", lambda self: None)
     monkeypatch.setenv("RMTQA_HOME", str(tmp_path / "home"))
-    code = serve.run(build_parser().parse_args(["serve", "--host", "0.0.0.0", "--auth", "u:p", "--max-upload-mb", "5"]))
+    secret = tmp_path / "login"
+    secret.write_text("u:p\n")
+    code = serve.run(build_parser().parse_args(["serve", "--host", "0.0.0.0", "--auth-file", str(secret), "--max-upload-mb", "5"]))
     err = capsys.readouterr().err
-    assert code == 0 and "rmtqa: warning: binding 0.0.0.0" in err and "no --auth" not in err
+    assert code == 0 and "rmtqa: warning: binding 0.0.0.0" in err and "no login" not in err and "`ps`" not in err
     assert "the UI is at http://127.0.0.1:7860/" in err
-    assert launched["host"] == "0.0.0.0" and launched["auth"] == ("u", "p") and launched["max_upload_mb"] == 5
+    assert launched["host"] == "0.0.0.0" and launched["max_upload_mb"] == 5
+    import asyncio
+
+    assert asyncio.run(launched["auth"]("u", "p")) and not asyncio.run(launched["auth"]("u", "x"))  # the throttled check
     assert launched["local_paths"] is False  # no server folders for a UI others can reach
+    monkeypatch.setenv("RMTQA_AUTH", "env:pw")
+    assert serve.run(build_parser().parse_args(["serve"])) == 0 and asyncio.run(launched["auth"]("env", "pw"))
     from app.paths import default_model_dir
     from app.webui_model import has_weights
 
@@ -243,7 +271,8 @@ def test_model_texts(tmp_path) -> None:
 
     Image.new("RGB", (8, 8), "red").save(model / "eval" / "qa1.png")
     summary = plain_summary(model)
-    assert "Where is Mary?" in summary and "95% at 1k tokens, 50% at 16k tokens" in summary and "not** trained on contracts" in summary
+    assert "Where is Mary?" in summary and "95% at 1k tokens (n = 50), 50% at 16k tokens (n = 50)" in summary
+    assert "not** trained on contracts" in summary
     card = model_card(model)
     assert "Trained on qa1." in card and "| 16k tokens | **50%** | 10% | 50 | 8,000 |" in card and "eval/qa1.json" in card
 

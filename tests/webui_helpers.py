@@ -41,8 +41,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-FAKE_EVAL = {"task": "qa1", "split": "val", "results": [{"length": 1000, "accuracy": 0.5, "n": 4, "tokens_per_s": 1000}],
-             "baselines": {"last_segment": [{"length": 1000, "accuracy": 0.25, "n": 4}]}}
+FAKE_EVAL = {"task": "qa1", "split": "val", "results": [{"length": 1000, "accuracy": 0.5, "n": 40, "tokens_per_s": 1000}],
+             "baselines": {"last_segment": [{"length": 1000, "accuracy": 0.25, "n": 40}]}}
+CARD = """# Test reader
+
+A tiny random model for the web UI tests.
+
+| part | shape |
+|---|---|
+| memory | `[memory | 32 tokens | memory]` |
+
+![the heatmap](eval/qa1.png)
+"""
 
 
 def describe_model(directory: Path, weights: Path) -> Path:
@@ -51,7 +61,7 @@ def describe_model(directory: Path, weights: Path) -> Path:
     from PIL import Image
 
     shutil.copytree(weights, directory)
-    (directory / "MODEL_CARD.md").write_text("# Test reader\n\nA tiny random model for the web UI tests.\n")
+    (directory / "MODEL_CARD.md").write_text(CARD)
     (directory / "eval").mkdir()
     (directory / "eval" / "qa1.json").write_text(json.dumps(FAKE_EVAL))
     Image.new("RGB", (64, 32), "steelblue").save(directory / "eval" / "qa1.png")

@@ -22,6 +22,13 @@ TASKS = ("qa1", "qa2", "qa3", "qa4", "qa5")
 # The official files' vocabulary.
 ACTORS = ("Mary", "John", "Daniel", "Sandra")
 QA5_ACTORS = ("Fred", "Bill", "Jeff", "Mary")
+# A wider cast for generated stories: with only the official four names a small model can lean
+# on priors ("the last place named"); with many, only finding whose move it was pays.
+MORE_ACTORS = (
+    "Anna", "Ben", "Carla", "David", "Emma", "Felix", "Grace", "Henry", "Irene", "Jack", "Kate",
+    "Leo", "Lucy", "Max", "Nina", "Oscar", "Paul", "Rosa", "Sam", "Tom", "Vera", "Will",
+    "Alice", "Bob", "Clara", "Ethan", "Julia", "Mark", "Peter", "Sophie",
+)
 PLACES = ("bathroom", "hallway", "garden", "office", "bedroom", "kitchen")
 OBJECTS = ("football", "apple", "milk")
 MOVE_VERBS = ("moved", "went", "journeyed", "travelled", "went back")
@@ -100,6 +107,21 @@ def split_babi(
     train = [s for s in samples if (s.task, s.story) not in held]
     val = [s for s in samples if (s.task, s.story) in held]
     return train, val
+
+
+_MOVE = re.compile(r"^(\w+) (?:moved|went|journeyed|travelled|went back) to the (\w+)\.$")
+
+
+def where_is_questions(facts: Sequence[str]) -> list[tuple[str, str]]:
+    """qa1's every question the statements answer: ("Where is Mary?", "kitchen") for each
+    actor, by their latest move, in order of first appearance. Statements that are not moves
+    (other tasks' kinds) are ignored; a story without moves has no questions."""
+    place: dict[str, str] = {}
+    for fact in facts:
+        match = _MOVE.match(fact)
+        if match:
+            place[match.group(1)] = match.group(2)
+    return [(f"Where is {actor}?", where) for actor, where in place.items()]
 
 
 # --- our own generator --------------------------------------------------------------------
@@ -230,8 +252,10 @@ _WORLD_TASKS = {
 }
 
 
-def _world_story(task: str, num_facts: int, rng: np.random.Generator) -> BabiSample | None:
+def _world_story(task: str, num_facts: int, rng: np.random.Generator, cast: Sequence[str] | None = None) -> BabiSample | None:
     actors, kinds, take_there, questions = _WORLD_TASKS[task]
+    if cast is not None:  # as many actors as the task has, drawn from `cast`
+        actors = [cast[int(i)] for i in rng.choice(len(cast), size=len(actors), replace=False)]
     world = _World(actors, rng)
     for _ in range(num_facts):
         actions = world.actions(kinds, take_there)
@@ -275,8 +299,9 @@ def _relations_story(num_facts: int, rng: np.random.Generator) -> BabiSample:
     return BabiSample(facts, question, answer, [n], "qa4")
 
 
-def generate_babi(task: str, rng: np.random.Generator, num_facts: int | None = None) -> BabiSample:
-    """A fresh qa1-qa5 story of `num_facts` statements (random, file-like length if None)."""
+def generate_babi(task: str, rng: np.random.Generator, num_facts: int | None = None, cast: Sequence[str] | None = None) -> BabiSample:
+    """A fresh qa1-qa5 story of `num_facts` statements (random, file-like length if None);
+    with `cast`, qa1-qa3 and qa5 draw their actors from it instead of the official names."""
     if task not in TASKS:
         raise ValueError(f"unknown bAbI task {task!r}; expected one of {', '.join(TASKS)}")
     if num_facts is None:
@@ -287,7 +312,7 @@ def generate_babi(task: str, rng: np.random.Generator, num_facts: int | None = N
             raise ValueError(f"qa4 needs 1 to {len(PLACES) - 1} facts, got {num_facts}")
         return _relations_story(num_facts, rng)
     for _ in range(1000):  # retry until the story determines some question's answer
-        sample = _world_story(task, num_facts, rng)
+        sample = _world_story(task, num_facts, rng, cast)
         if sample is not None:
             return sample
     raise ValueError(f"{task} stories of {num_facts} facts rarely determine an answer; use more facts")

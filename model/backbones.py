@@ -48,13 +48,20 @@ def backbone_from_config(config: dict | AutoConfig) -> nn.Module:
     return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
 
 
-def build_rmt(backbone: nn.Module | AutoConfig, num_mem_tokens: int = 16, segment_size: int = 512, bptt_depth: int | None = None, seed: int | None = None) -> RecurrentMemoryTransformer:
+def build_rmt(
+    backbone: nn.Module | AutoConfig,
+    num_mem_tokens: int = 16,
+    segment_size: int = 512,
+    bptt_depth: int | None = None,
+    seed: int | None = None,
+    memory_update: str = "replace",
+) -> RecurrentMemoryTransformer:
     """Wrap a backbone (a model, or a config to initialise one) in a fresh memory."""
     if seed is not None:
         torch.manual_seed(seed)
     if not isinstance(backbone, nn.Module):
         backbone = backbone_from_config(backbone)
-    return RecurrentMemoryTransformer(RMTConfig(num_mem_tokens, segment_size, bptt_depth), backbone)
+    return RecurrentMemoryTransformer(RMTConfig(num_mem_tokens, segment_size, bptt_depth, memory_update), backbone)
 
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

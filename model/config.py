@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+MEMORY_UPDATES = ("replace", "gated")
+
 
 @dataclass
 class RMTConfig:
@@ -12,11 +14,20 @@ class RMTConfig:
     segment_size:   S corpus tokens per segment; each step runs S + 2M positions.
     bptt_depth:     k2, the number of recurrent steps (counting the one that holds the loss)
                     gradients flow back through; None means full backpropagation through time.
+    memory_update:  "replace": the written memory replaces the read one (the original RMT);
+                    "gated": new = old + g * (written - old) with a learned per-dimension gate
+                    g that starts mostly closed, so keeping the memory through text that says
+                    nothing new is the default and writing is the learned exception.
     """
 
     num_mem_tokens: int = 16
     segment_size: int = 512
     bptt_depth: int | None = None
+    memory_update: str = "replace"
+
+    def __post_init__(self) -> None:
+        if self.memory_update not in MEMORY_UPDATES:
+            raise ValueError(f"memory_update must be one of {', '.join(MEMORY_UPDATES)}, not {self.memory_update!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

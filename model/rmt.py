@@ -3,8 +3,9 @@
 Two parts, as in the reference implementation:
 
 * `MemoryCell` runs ONE segment: it feeds `[memory (read) | segment | memory (write)]` to the
-  backbone and returns the segment's hidden states and the new memory, which is the last
-  layer's output at the write positions.
+  backbone and returns the segment's hidden states and the new memory: the last layer's
+  output at the write positions, either as is ("replace") or mixed into the old memory by a
+  learned gate ("gated", see `RMTConfig.memory_update`).
 * `RecurrentMemoryTransformer` loops the cell over segments: reading a corpus (memory after
   every segment, LM head skipped), training with (truncated) backpropagation through time,
   answering a question from a memory with a KV cache, and scoring answers under many memories.
@@ -34,12 +35,13 @@ from model.config import RMTConfig
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 IGNORE_INDEX = -100
+GATE_BIAS = -1.0
 
 
 class MemoryCell(nn.Module):
     """One recurrent step: read memory, run the backbone over a segment, write memory."""
 
-    def __init__(self, backbone: nn.Module, num_mem_tokens: int):
+    def __init__(self, backbone: nn.Module, num_mem_tokens: int, memory_update: str = "replace"):
         super().__init__()
         self.backbone = backbone
         embeddings = backbone.get_input_embeddings().weight
@@ -50,6 +52,15 @@ class MemoryCell(nn.Module):
         # dwarfs what attention adds at the write positions of the next segment and the memory
         # collapses to a near-constant. A learned scalar keeps written memory at embedding scale.
         self.write_scale = nn.Parameter(torch.tensor(scale, dtype=embeddings.dtype))
+        self.gate: nn.Linear | None = None
+        if memory_update == "gated":
+            # g = sigmoid(W h + b) per memory vector and dimension, from the write position's
+            # output h. W starts at 0 and b at GATE_BIAS: every segment first keeps ~73% of the
+            # old memory, and the gate learns when to open.
+            width = embeddings.shape[1]
+            self.gate = nn.Linear(width, width, dtype=embeddings.dtype)
+            nn.init.zeros_(self.gate.weight)
+            nn.init.constant_(self.gate.bias, GATE_BIAS)
 
     @property
     def num_mem_tokens(self) -> int:
@@ -86,8 +97,31 @@ class MemoryCell(nn.Module):
 
         out = self.backbone.base_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False)
         hidden = out.last_hidden_state
-        new_memory = hidden[:, mem + length :] * self.write_scale if write else None
+        if not write:
+            return hidden[:, mem : mem + length], None
+        written = hidden[:, mem + length :]
+        new_memory = written * self.write_scale
+        if self.gate is not None:
+            gate = torch.sigmoid(self.gate(written))
+            new_memory = memory + gate * (new_memory - memory)
         return hidden[:, mem : mem + length], new_memory
+
+
+@dataclass
+class Probe:
+    """Questions answered from the memory after `after_segments` context segments.
+
+    Per-segment state supervision: every write gets a direct gradient, and keeping what was
+    written through segments that say nothing new is taught at every step, not only at the end.
+    `rows` (Q,) picks the batch sample whose memory each question reads; queries and labels
+    are shaped like `forward`'s (answer tokens labelled, IGNORE_INDEX elsewhere).
+    """
+
+    after_segments: int
+    rows: Tensor
+    query_ids: Tensor
+    labels: Tensor
+    query_mask: Tensor | None = None
 
 
 @dataclass
@@ -96,13 +130,14 @@ class RMTOutput:
     logits: Tensor  # (number of answer tokens, vocab): logits only where labels are set
     answer_correct: Tensor  # (B,) bool: every answer token is the argmax (teacher-forced exact match)
     memory: Tensor  # (B, M, d) memory the answer was decoded from
+    probe_correct: Tensor | None = None  # (number of probe questions,) bool, when probes were given
 
 
 class RecurrentMemoryTransformer(nn.Module):
     def __init__(self, config: RMTConfig, backbone: nn.Module):
         super().__init__()
         self.config = config
-        self.cell = MemoryCell(backbone, config.num_mem_tokens)
+        self.cell = MemoryCell(backbone, config.num_mem_tokens, config.memory_update)
 
     @property
     def backbone(self) -> nn.Module:
@@ -182,6 +217,7 @@ class RecurrentMemoryTransformer(nn.Module):
         bptt_depth: int | None = None,
         gradient_checkpointing: bool = False,
         lm_weight: float = 0.0,
+        probes: Sequence[Probe] = (),
     ) -> RMTOutput:
         """Read the context, then predict the answer tokens of `[question answer]`.
 
@@ -190,32 +226,57 @@ class RecurrentMemoryTransformer(nn.Module):
         the recurrent steps gradients flow through, the answering step included: earlier steps
         run under no_grad, so truncation costs no activation memory and cannot silently leak.
         `lm_weight` > 0 adds next-token loss on the context segments that get gradients.
+        `probes` add questions answered from intermediate (or the final) memories; their answer
+        tokens join the loss (probes after a step without gradients are skipped when training).
         """
         depth = self.config.bptt_depth if bptt_depth is None else bptt_depth
         segments = list(self.segments(context_ids, context_mask))
         num_steps = len(segments) + 1
         first_grad_step = 0 if depth is None else max(0, num_steps - depth)
+        training = torch.is_grad_enabled()
+        by_step: dict[int, list[Probe]] = {}
+        for probe in probes:
+            if not 0 <= probe.after_segments <= len(segments):
+                raise ValueError(f"a probe after {probe.after_segments} segments, but the context has {len(segments)}")
+            by_step.setdefault(probe.after_segments, []).append(probe)
         memory = self.initial_memory(context_ids.shape[0])
-        lm_losses = []
+        lm_losses: list[Tensor | None] = []
+        answered: list[tuple[Tensor, Tensor]] = []  # (logits, targets) of every probe answered
+
+        def answer_probes(step: int) -> None:
+            for probe in by_step.get(step, ()):
+                hidden, _ = self.cell(probe.query_ids, probe.query_mask, memory[probe.rows], write=False)
+                answered.append(self._answer_logits(hidden, probe.labels))
+
+        if not training or first_grad_step == 0:
+            answer_probes(0)
         for index, (ids, mask) in enumerate(segments):
-            with torch.set_grad_enabled(torch.is_grad_enabled() and index >= first_grad_step):
+            with torch.set_grad_enabled(training and index >= first_grad_step):
                 hidden, memory = self._step(ids, mask, memory, use_checkpoint=gradient_checkpointing)
                 if lm_weight > 0 and torch.is_grad_enabled():
                     lm_losses.append(self._lm_loss(hidden, ids, mask))
+                if torch.is_grad_enabled() or not training:
+                    answer_probes(index + 1)
         if 0 < len(segments) <= first_grad_step:
             memory = memory.detach()
 
         hidden, _ = self.cell(query_ids, query_mask, memory, write=False)
-        targets = labels[:, 1:]
-        selected = targets != IGNORE_INDEX
-        logits = self.backbone.get_output_embeddings()(hidden[:, :-1][selected]).float()
-        loss = F.cross_entropy(logits, targets[selected]) if logits.shape[0] else None
+        logits, targets = self._answer_logits(hidden, labels)
+        every_logits = torch.cat([logits, *(l for l, _ in answered)])
+        every_target = torch.cat([t[t != IGNORE_INDEX] for t in [targets, *(t for _, t in answered)]])
+        loss = F.cross_entropy(every_logits, every_target) if every_logits.shape[0] else None
         lm_losses = [x for x in lm_losses if x is not None]
         if loss is not None and lm_losses:
             loss = loss + lm_weight * torch.stack(lm_losses).mean()
-        hits = torch.ones_like(targets, dtype=torch.bool)
-        hits[selected] = logits.argmax(dim=-1) == targets[selected]
-        return RMTOutput(loss=loss, logits=logits, answer_correct=hits.all(dim=1), memory=memory)
+        probe_correct = torch.cat([_rows_correct(l, t) for l, t in answered]) if answered else None
+        return RMTOutput(loss=loss, logits=logits, answer_correct=_rows_correct(logits, targets), memory=memory, probe_correct=probe_correct)
+
+    def _answer_logits(self, hidden: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits at the positions that predict labelled tokens (the LM head runs nowhere else)
+        and, (B, L-1), the targets those positions predict (IGNORE_INDEX where unlabelled)."""
+        targets = labels[:, 1:]
+        logits = self.backbone.get_output_embeddings()(hidden[:, :-1][targets != IGNORE_INDEX]).float()
+        return logits, targets
 
     # ----------------------------------------------------------------- answering
 
@@ -331,6 +392,14 @@ def _is_tied(model: nn.Module, name: str) -> bool:
     if target is None:
         return False
     return any(other is target for key, other in params.items() if key != name)
+
+
+def _rows_correct(logits: Tensor, targets: Tensor) -> Tensor:
+    """(Q,) bool: every labelled token of each row of `targets` (Q, L) is the argmax of its
+    logits (`logits` holds the labelled positions only, in row order): teacher-forced exact match."""
+    hits = torch.ones_like(targets, dtype=torch.bool)
+    hits[targets != IGNORE_INDEX] = logits.argmax(dim=-1) == targets[targets != IGNORE_INDEX]
+    return hits.all(dim=1)
 
 
 def _pick(logits: Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> int:

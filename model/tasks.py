@@ -11,13 +11,13 @@ arrays, so even 1M-token samples are cheap to build.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .babi import TASKS, BabiSample, generate_babi, generate_needle, parse_babi, split_babi
+from .babi import ACTORS, MORE_ACTORS, TASKS, BabiSample, generate_babi, generate_needle, parse_babi, split_babi
 from .tokenizer import Tokenizer
 
 # The app formats a user's question the same way, so train and serve prompts match.
@@ -203,6 +203,8 @@ class TaskSample:
     task: str
     fact_positions: list[int]  # token offset of each fact in the context
     depth: float  # start of the last supporting fact / context length, in [0, 1)
+    facts: list[str] = field(default_factory=list)  # the story's statements, in context order
+    fact_ends: list[int] = field(default_factory=list)  # token offset just after each fact
 
 
 def make_sample(
@@ -225,7 +227,7 @@ def make_sample(
     else:
         noise_ids, bounds = noise.sample(budget, tokenizer, rng)
     slots = np.sort(rng.integers(len(bounds), size=len(fact_ids)))  # boundary index per fact
-    pieces, positions, offset, done = [], [], 0, 0
+    pieces, positions, ends, offset, done = [], [], [], 0, 0
     for ids, slot in zip(fact_ids, slots):
         cut = int(bounds[slot])
         pieces.append(noise_ids[done:cut])
@@ -233,6 +235,7 @@ def make_sample(
         positions.append(offset)
         pieces.append(ids)
         offset += len(ids)
+        ends.append(offset)
     pieces.append(noise_ids[done:])
     context = np.concatenate(pieces).tolist()
     last = positions[max(babi.supporting)]
@@ -245,7 +248,15 @@ def make_sample(
         task=babi.task,
         fact_positions=positions,
         depth=last / len(context),
+        facts=list(babi.facts),
+        fact_ends=ends,
     )
+
+
+def direct_sample(sample: TaskSample) -> TaskSample:
+    """The same question with its context moved into the answering segment, before the
+    question: the task by attention alone, without memory (the trainer's stage -1, R0)."""
+    return replace(sample, question_ids=list(sample.context_ids) + list(sample.question_ids), context_ids=[])
 
 
 class TaskGenerator:
@@ -256,7 +267,8 @@ class TaskGenerator:
     `split` ("train" or "val") keeps only that side of `split_babi(samples, val_fraction,
     split_seed)` of the official questions; `split_seed` is separate from `seed` so a
     training and a validation generator with different seeds still split alike.
-    Generated stories are fresh for any seed, so they need no split.
+    Generated stories are fresh for any seed, so they need no split. With files, a
+    `generated_fraction` of stories is generated anyway, with actors from a wider cast.
     """
 
     def __init__(
@@ -271,6 +283,7 @@ class TaskGenerator:
         split: str | None = None,
         val_fraction: float = 0.05,
         split_seed: int = 0,
+        generated_fraction: float = 0.0,
     ):
         unknown = set(tasks) - set(TASKS) - {"needle"}
         if unknown:
@@ -279,6 +292,7 @@ class TaskGenerator:
             raise ValueError(f"split must be None, 'train' or 'val', not {split!r}")
         self.tokenizer, self.tasks, self.noise = tokenizer, list(tasks), noise
         self.needle_probability, self.num_facts = needle_probability, num_facts
+        self.generated_fraction = generated_fraction
         self.parsed: dict[str, list[BabiSample]] = {}
         for task, source in (babi_files or {}).items():
             if task not in self.tasks:
@@ -303,9 +317,10 @@ class TaskGenerator:
             task = "needle" if needle else self.tasks[int(rng.integers(len(self.tasks)))]
         if task == "needle":
             return generate_needle(rng, num_distractors=int(rng.integers(3)))
-        if task in self.parsed:
+        if task in self.parsed and not (self.generated_fraction > 0 and rng.random() < self.generated_fraction):
             return self.parsed[task][int(rng.integers(len(self.parsed[task])))]
-        return generate_babi(task, rng, self.num_facts)
+        cast = MORE_ACTORS + ACTORS if task in self.parsed else None  # a wider cast beside the files
+        return generate_babi(task, rng, self.num_facts, cast)
 
     def sample(self, target_tokens: int | str, task: str | None = None) -> TaskSample:
         """One sample with a context of `target_tokens` tokens (e.g. 4000 or "4k"); 0 = facts only."""

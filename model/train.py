@@ -20,11 +20,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from model.backbones import build_rmt, tiny_llama_config
-from model.rmt import IGNORE_INDEX, RecurrentMemoryTransformer
-from model.tasks import NoiseSource, TaskGenerator, TaskSample
+from model.babi import where_is_questions
+from model.rmt import IGNORE_INDEX, Probe, RecurrentMemoryTransformer
+from model.tasks import ANSWER_TEMPLATE, QUESTION_TEMPLATE, NoiseSource, TaskGenerator, TaskSample, direct_sample
 from model.tokenizer import SP_FILE, SentencePieceTokenizer, load_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
+QA = Callable[[str, str], tuple[list[int], list[int]]]  # (question, answer) -> their token ids
 
 
 @dataclass
@@ -36,15 +38,21 @@ class TrainConfig:
     num_mem_tokens: int = 16
     segment_size: int = 512
     bptt_depth: int | None = None
+    memory_update: str = "replace"  # or "gated" (see RMTConfig)
     tasks: list[str] = field(default_factory=lambda: ["qa1"])
     needle_probability: float = 0.0
     babi_dir: str | None = "../shared/data/babi"  # None: our own bAbI generator only
     babi_val_fraction: float = 0.05
+    generated_fraction: float = 0.0  # share of training stories generated with a wider cast of actors
     noise_dir: str | None = "../shared/data/books"
     noise_exclude: list[str] = field(default_factory=lambda: ["frankenstein.txt"])  # held out for evaluation
     # context segments per stage; 0 = facts only, -1 = facts in the answering segment (no memory)
     curriculum: list[int] = field(default_factory=lambda: [-1, 0, 1, 2, 4, 8, 16])
-    promote_at: float = 0.9
+    promote_at: float | list[float] = 0.9  # one threshold, or one per curriculum stage
+    # Per-segment state supervision: after every context segment, up to this many questions
+    # about facts stated so far (qa1: "Where is X?" per actor placed), answered from that
+    # segment's memory; in the direct stage, extra questions over the same facts. 0 = off.
+    probe_questions: int = 0
     batch_size: int = 8
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
@@ -79,29 +87,56 @@ def _resolve(path: str | None) -> Path | None:
     return p if p.is_absolute() else REPO / p
 
 
-def collate(samples: list[TaskSample], device: torch.device) -> dict[str, torch.Tensor]:
-    """Right-pad contexts and `[question answer]` queries; labels only on answer tokens."""
-    batch = len(samples)
+def pad_queries(rows: list[list[tuple[list[int], list[int]]]]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Right-padded queries, their mask (None when all real) and labels on answer tokens only.
+
+    A row is a list of (question_ids, answer_ids) turns, concatenated: usually one turn; several
+    let one pass over a story supervise several questions (the direct stage's extra questions).
+    """
+    flat = [[token for question, answer in row for token in (*question, *answer)] for row in rows]
+    length = max(len(ids) for ids in flat)
+    query = torch.zeros(len(rows), length, dtype=torch.long)
+    mask = torch.zeros(len(rows), length, dtype=torch.long)
+    labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
+    for i, (row, ids) in enumerate(zip(rows, flat)):
+        query[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        mask[i, : len(ids)] = 1
+        offset = 0
+        for question, answer in row:
+            offset += len(question)
+            labels[i, offset : offset + len(answer)] = torch.tensor(answer, dtype=torch.long)
+            offset += len(answer)
+    return query, (None if bool(mask.all()) else mask), labels
+
+
+def collate(samples: list[TaskSample], device: torch.device, extra_turns: list[list[tuple[list[int], list[int]]]] | None = None) -> dict[str, torch.Tensor]:
+    """Right-pad contexts and `[question answer]` queries; labels only on answer tokens.
+    `extra_turns[i]` (question, answer) pairs go before sample i's question in its query."""
     ctx_len = max(len(s.context_ids) for s in samples)
-    q_len = max(len(s.question_ids) + len(s.answer_ids) for s in samples)
-    context = torch.zeros(batch, ctx_len, dtype=torch.long)
-    context_mask = torch.zeros(batch, ctx_len, dtype=torch.long)
-    query = torch.zeros(batch, q_len, dtype=torch.long)
-    query_mask = torch.zeros(batch, q_len, dtype=torch.long)
-    labels = torch.full((batch, q_len), IGNORE_INDEX, dtype=torch.long)
+    context = torch.zeros(len(samples), ctx_len, dtype=torch.long)
+    context_mask = torch.zeros(len(samples), ctx_len, dtype=torch.long)
     for i, s in enumerate(samples):
         context[i, : len(s.context_ids)] = torch.tensor(s.context_ids, dtype=torch.long)
         context_mask[i, : len(s.context_ids)] = 1
-        ids = list(s.question_ids) + list(s.answer_ids)
-        query[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        query_mask[i, : len(ids)] = 1
-        labels[i, len(s.question_ids) : len(ids)] = torch.tensor(s.answer_ids, dtype=torch.long)
-    out = dict(context_ids=context, context_mask=context_mask, query_ids=query, query_mask=query_mask, labels=labels)
-    if bool(out["context_mask"].all()):
-        out["context_mask"] = None
-    if bool(out["query_mask"].all()):
-        out["query_mask"] = None
+    extra_turns = extra_turns or [[] for _ in samples]
+    query, query_mask, labels = pad_queries([[*turns, (s.question_ids, s.answer_ids)] for s, turns in zip(samples, extra_turns)])
+    out = dict(context_ids=context, context_mask=None if bool(context_mask.all()) else context_mask, query_ids=query, query_mask=query_mask, labels=labels)
     return {k: (v.to(device) if v is not None else None) for k, v in out.items()}
+
+
+def collate_probes(questions: list[list[tuple[int, list[int], list[int]]]], device: torch.device) -> list[Probe]:
+    """One `Probe` per number of segments read, from each sample's (after_segments,
+    question_ids, answer_ids) questions (see `probe_questions`)."""
+    by_step: dict[int, list[tuple[int, list[int], list[int]]]] = {}
+    for row, sample_questions in enumerate(questions):
+        for after, question, answer in sample_questions:
+            by_step.setdefault(after, []).append((row, question, answer))
+    probes = []
+    for after, items in sorted(by_step.items()):
+        query, mask, labels = pad_queries([[(q, a)] for _, q, a in items])
+        rows = torch.tensor([row for row, _, _ in items], dtype=torch.long)
+        probes.append(Probe(after, rows.to(device), query.to(device), labels.to(device), None if mask is None else mask.to(device)))
+    return probes
 
 
 def draw_sample(tasks: TaskGenerator, stage: int, segment_size: int, rng: random.Random) -> TaskSample:
@@ -109,9 +144,33 @@ def draw_sample(tasks: TaskGenerator, stage: int, segment_size: int, rng: random
     the answering segment itself, so the backbone first learns the task by attention alone and
     the memory later only has to carry what attention already knows how to use."""
     sample = tasks.sample(stage_tokens(stage, segment_size, rng))
-    if stage < 0:
-        sample = replace(sample, question_ids=list(sample.context_ids) + list(sample.question_ids), context_ids=[])
-    return sample
+    return direct_sample(sample) if stage < 0 else sample
+
+
+def probe_questions(sample: TaskSample, segment_size: int, per_segment: int, qa: QA, rng: random.Random) -> list[tuple[int, list[int], list[int]]]:
+    """(after_segments, question_ids, answer_ids): after every context segment, up to
+    `per_segment` random questions that the facts stated by its end answer (qa1's "Where is
+    X?"), for per-segment state supervision; `qa(question, answer)` tokenizes a pair."""
+    found = []
+    length = len(sample.context_ids)
+    for after in range(1, -(-length // segment_size) + 1):
+        end = min(after * segment_size, length)
+        pairs = where_is_questions([fact for fact, fact_end in zip(sample.facts, sample.fact_ends) if fact_end <= end])
+        found += [(after, *qa(q, a)) for q, a in rng.sample(pairs, min(per_segment, len(pairs)))]
+    return found
+
+
+def direct_turns(sample: TaskSample, count: int, qa: QA, rng: random.Random) -> list[tuple[list[int], list[int]]]:
+    """Up to `count` extra questions for a direct-stage sample, asked in its query before its
+    own question: the facts, then question-answer turns, then its question (whose ids it
+    already starts with the facts, which move to the first turn). One pass over the story
+    supervises several bindings for the price of a few tokens."""
+    pairs = [(q, a) for q, a in where_is_questions(sample.facts) if q != sample.question]
+    turns = [qa(q, a) for q, a in rng.sample(pairs, min(count, len(pairs)))]
+    if not turns:
+        return []
+    facts = sample.question_ids[: len(sample.question_ids) - len(qa(sample.question, sample.answer)[0])]
+    return [(facts + turns[0][0], turns[0][1]), *turns[1:]]
 
 
 def stage_tokens(stage: int, segment_size: int, rng: random.Random) -> int:
@@ -139,14 +198,14 @@ class Trainer:
         else:
             self.tokenizer = SentencePieceTokenizer(_resolve(config.tokenizer))
             backbone = tiny_llama_config(self.tokenizer.vocab_size, eos_id=self.tokenizer.eos_id, **config.backbone)
-            self.model = build_rmt(backbone, config.num_mem_tokens, config.segment_size, config.bptt_depth, seed=config.seed).to(self.device).train()
+            self.model = build_rmt(backbone, config.num_mem_tokens, config.segment_size, config.bptt_depth, seed=config.seed, memory_update=config.memory_update).to(self.device).train()
 
         noise_dir = _resolve(config.noise_dir)
         noise = NoiseSource.from_directory(noise_dir, exclude=config.noise_exclude) if noise_dir and noise_dir.is_dir() else None
         babi_dir = _resolve(config.babi_dir)
         babi_files = _babi_files(babi_dir, config.tasks) if babi_dir and babi_dir.is_dir() else None
         common = dict(tasks=config.tasks, noise=noise, tokenizer=self.tokenizer, needle_probability=config.needle_probability)
-        self.train_tasks = TaskGenerator(babi_files=babi_files, split="train", val_fraction=config.babi_val_fraction, seed=config.seed, **common)
+        self.train_tasks = TaskGenerator(babi_files=babi_files, split="train", val_fraction=config.babi_val_fraction, seed=config.seed, generated_fraction=config.generated_fraction, **common)
         self.val_tasks = TaskGenerator(babi_files=babi_files, split="val", val_fraction=config.babi_val_fraction, seed=config.seed + 1, **common)
 
         decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and "memory" not in n]
@@ -158,7 +217,18 @@ class Trainer:
         self.step = 0
         self.stage_index = 0
         self.history: list[dict] = []
+        self.minutes = 0.0  # wall-clock training minutes before this process (resumed runs)
+        self._fit_start: float | None = None
+        self._qa_cache: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
         self._resume()
+
+    def qa_ids(self, question: str, answer: str) -> tuple[list[int], list[int]]:
+        """Token ids of a question prompt and its answer (+ eos), as samples have them."""
+        key = (question, answer)
+        if key not in self._qa_cache:
+            tok = self.tokenizer
+            self._qa_cache[key] = (tok.encode(QUESTION_TEMPLATE.format(question=question)), tok.encode(ANSWER_TEMPLATE.format(answer=answer)) + [tok.eos_id])
+        return self._qa_cache[key]
 
     # ------------------------------------------------------------------ schedule
 
@@ -173,13 +243,19 @@ class Trainer:
     def stage(self) -> int:
         return self.config.curriculum[self.stage_index]
 
-    def batch_samples(self) -> list[TaskSample]:
+    @property
+    def promote_at(self) -> float:
+        threshold = self.config.promote_at
+        return threshold[self.stage_index] if isinstance(threshold, list) else threshold
+
+    def batch_samples(self) -> tuple[list[TaskSample], list[int]]:
+        """A training batch and each sample's stage: half the current stage, half earlier ones."""
         c = self.config
-        samples = []
-        for i in range(c.batch_size):
-            stage = self.stage if i < (c.batch_size + 1) // 2 or self.stage_index == 0 else self.config.curriculum[self.rng.randrange(self.stage_index + 1)]
-            samples.append(draw_sample(self.train_tasks, stage, c.segment_size, self.rng))
-        return samples
+        stages = [
+            self.stage if i < (c.batch_size + 1) // 2 or self.stage_index == 0 else c.curriculum[self.rng.randrange(self.stage_index + 1)]
+            for i in range(c.batch_size)
+        ]
+        return [draw_sample(self.train_tasks, stage, c.segment_size, self.rng) for stage in stages], stages
 
     # ------------------------------------------------------------------ steps
 
@@ -193,17 +269,27 @@ class Trainer:
         lr = self.lr_at(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        samples = self.batch_samples()
-        batch = collate(samples, self.device)
+        samples, stages = self.batch_samples()
+        k = c.probe_questions
+        turns = [direct_turns(s, k, self.qa_ids, self.rng) if stage < 0 and k else [] for s, stage in zip(samples, stages)]
+        if any(turns):  # the facts moved into the first turn
+            samples = [replace(s, question_ids=self.qa_ids(s.question, s.answer)[0]) if t else s for s, t in zip(samples, turns)]
+        batch = collate(samples, self.device, turns)
+        questions = [probe_questions(s, c.segment_size, k, self.qa_ids, self.rng) if stage >= 0 and k else [] for s, stage in zip(samples, stages)]
+        probes = collate_probes(questions, self.device)
         with self._autocast():
-            out = self.model(**batch, gradient_checkpointing=c.gradient_checkpointing, lm_weight=c.lm_weight)
+            out = self.model(**batch, gradient_checkpointing=c.gradient_checkpointing, lm_weight=c.lm_weight, probes=probes)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.clip)
         self.optimizer.step()
         self.step += 1
-        tokens = sum(len(s.context_ids) + len(s.question_ids) + len(s.answer_ids) for s in samples)
-        return {"loss": float(out.loss.detach()), "acc": float(out.answer_correct.float().mean()), "grad_norm": float(grad_norm), "lr": lr, "tokens": tokens}
+        tokens = sum(len(s.context_ids) for s in samples) + _count(batch["query_ids"], batch["query_mask"])
+        tokens += sum(_count(p.query_ids, p.query_mask) for p in probes)
+        info = {"loss": float(out.loss.detach()), "acc": float(out.answer_correct.float().mean()), "grad_norm": float(grad_norm), "lr": lr, "tokens": tokens}
+        if out.probe_correct is not None and out.probe_correct.numel():
+            info["probe_acc"] = float(out.probe_correct.float().mean())
+        return info
 
     @torch.no_grad()
     def evaluate(self, stage: int | None = None, samples: int | None = None) -> float:
@@ -226,6 +312,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
+    @property
+    def elapsed_minutes(self) -> float:
+        """Wall-clock minutes of training so far, across resumes."""
+        return self.minutes + (0.0 if self._fit_start is None else (time.time() - self._fit_start) / 60)
+
     def save(self, final: bool = False) -> None:
         """Atomically write a resumable checkpoint (and, when final, the weights alone)."""
         ckpt = self.out / "checkpoint"
@@ -235,7 +326,7 @@ class Trainer:
         self.tokenizer.save(tmp)
         tensors, meta = _optimizer_to_flat(self.optimizer)
         save_file(tensors, str(tmp / "optimizer.safetensors"))
-        state = {"step": self.step, "stage_index": self.stage_index, "rng": _rng_state(self.rng), "optimizer": meta, "history": self.history[-50:], "config": asdict(self.config)}
+        state = {"step": self.step, "stage_index": self.stage_index, "rng": _rng_state(self.rng), "optimizer": meta, "history": self.history[-50:], "minutes": self.elapsed_minutes, "config": asdict(self.config)}
         (tmp / "trainer_state.json").write_text(json.dumps(state))
         if ckpt.exists():
             old = self.out / "checkpoint.old"
@@ -259,6 +350,7 @@ class Trainer:
         self.step, self.stage_index = state["step"], state["stage_index"]
         self.rng.setstate(_rng_from_json(state["rng"]))
         self.history = state.get("history", [])
+        self.minutes = state.get("minutes", 0.0)
         self.train_tasks.reseed(self.config.seed + 7919 * self.step)
 
     def log(self, record: dict) -> None:
@@ -277,7 +369,7 @@ class Trainer:
         c = self.config
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "train_config.json").write_text(json.dumps(asdict(c), indent=2))
-        start = time.time()
+        start = self._fit_start = time.time()
         bar = tqdm(total=c.max_steps, initial=self.step, disable=not progress, dynamic_ncols=True)
         window: list[dict] = []
         while self.step < c.max_steps:
@@ -290,15 +382,21 @@ class Trainer:
             bar.update(1)
             if self.step % c.eval_every == 0:
                 acc = self.evaluate()
+                train_seconds = sum(w["seconds"] for w in window)
                 record = {
                     "step": self.step, "stage": self.stage, "val_acc": acc,
                     "loss": sum(w["loss"] for w in window) / len(window),
                     "train_acc": sum(w["acc"] for w in window) / len(window),
-                    "lr": info["lr"], "tokens_per_s": sum(w["tokens"] for w in window) / sum(w["seconds"] for w in window),
+                    "lr": info["lr"], "tokens_per_s": sum(w["tokens"] for w in window) / train_seconds,
+                    "steps_per_min": 60 * len(window) / train_seconds,
+                    "minutes": round(self.elapsed_minutes, 2),
                 }
+                probe = [w["probe_acc"] for w in window if "probe_acc" in w]
+                if probe:
+                    record["train_probe_acc"] = sum(probe) / len(probe)
                 window = []
                 self.history.append(record)
-                promoted = acc >= c.promote_at and self.stage_index + 1 < len(c.curriculum)
+                promoted = acc >= self.promote_at and self.stage_index + 1 < len(c.curriculum)
                 if promoted:
                     self.stage_index += 1
                 record["promoted_to"] = self.stage if promoted else None
@@ -309,6 +407,11 @@ class Trainer:
         self.save(final=True)
         bar.close()
         return {"step": self.step, "stage": self.stage, "output": str(self.out / "final")}
+
+
+def _count(ids: torch.Tensor, mask: torch.Tensor | None) -> int:
+    """Real (unpadded) tokens of a right-padded batch."""
+    return ids.numel() if mask is None else int(mask.sum())
 
 
 def _babi_files(directory: Path, tasks: list[str]) -> dict[str, Path]:

@@ -17,7 +17,7 @@ from torch import Tensor
 from transformers import GPT2Config
 
 from model.backbones import build_rmt, tiny_llama_config
-from model.rmt import CONFIG_FILE, IGNORE_INDEX, WEIGHTS_FILE, RecurrentMemoryTransformer
+from model.rmt import CONFIG_FILE, IGNORE_INDEX, WEIGHTS_FILE, Probe, RecurrentMemoryTransformer
 
 VOCAB = 300
 SEGMENT = 16
@@ -25,7 +25,7 @@ MEM = 4
 BACKBONES = ["llama", "gpt2"]
 
 
-def make_rmt(kind: str, bptt_depth: int | None = None, seed: int = 0) -> RecurrentMemoryTransformer:
+def make_rmt(kind: str, bptt_depth: int | None = None, seed: int = 0, memory_update: str = "replace") -> RecurrentMemoryTransformer:
     """A tiny RMT (2 layers, hidden 64, S=16, M=4) in eval mode."""
     if kind == "llama":
         config = tiny_llama_config(
@@ -36,7 +36,7 @@ def make_rmt(kind: str, bptt_depth: int | None = None, seed: int = 0) -> Recurre
             vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=256, bos_token_id=2, eos_token_id=3,
             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, initializer_range=0.2,
         )
-    return build_rmt(config, num_mem_tokens=MEM, segment_size=SEGMENT, bptt_depth=bptt_depth, seed=seed).eval()
+    return build_rmt(config, num_mem_tokens=MEM, segment_size=SEGMENT, bptt_depth=bptt_depth, seed=seed, memory_update=memory_update).eval()
 
 
 def tokens(*shape: int, seed: int = 1) -> Tensor:
@@ -232,7 +232,7 @@ def test_save_and_load_round_trip_is_exact(kind: str, tmp_path) -> None:
 
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted([CONFIG_FILE, WEIGHTS_FILE])
     config = json.loads((tmp_path / CONFIG_FILE).read_text())
-    assert config["rmt"] == {"num_mem_tokens": MEM, "segment_size": SEGMENT, "bptt_depth": None}
+    assert config["rmt"] == {"num_mem_tokens": MEM, "segment_size": SEGMENT, "bptt_depth": None, "memory_update": "replace"}
     with safe_open(str(tmp_path / WEIGHTS_FILE), framework="pt") as weights:
         stored = set(weights.keys())
     embedding = model.backbone.get_input_embeddings().weight
@@ -257,6 +257,87 @@ def test_bfloat16_save_equals_a_bfloat16_copy(tmp_path) -> None:
     context = tokens(1, 40)
     for got, expected in zip(loaded.read(context), reference.read(context)):
         assert got.dtype == torch.bfloat16 and torch.equal(got, expected)
+
+
+# ----------------------------------------------------------------- gated memory and probes
+
+
+def test_a_closed_gate_keeps_the_memory_and_an_open_one_replaces_it() -> None:
+    gated, plain = make_rmt("llama", memory_update="gated"), make_rmt("llama")
+    context = tokens(2, 2 * SEGMENT)
+    with torch.no_grad():
+        gated.cell.gate.bias.fill_(-40.0)
+        kept = list(gated.read(context))[-1]
+        gated.cell.gate.bias.fill_(40.0)
+        replaced = list(gated.read(context))[-1]
+    torch.testing.assert_close(kept, gated.initial_memory(2), rtol=0, atol=1e-6)
+    torch.testing.assert_close(replaced, list(plain.read(context))[-1], rtol=0, atol=1e-5)  # same seed: same backbone
+    assert not torch.allclose(kept, replaced, atol=1e-2)
+
+
+def test_the_gate_starts_mostly_closed_and_learns() -> None:
+    model = make_rmt("llama", memory_update="gated")
+    assert torch.all(torch.sigmoid(model.cell.gate.bias) < 0.5) and not model.cell.gate.weight.any()
+    query, labels = question(2)
+    model(tokens(2, 2 * SEGMENT), query, labels).loss.backward()
+    assert model.cell.gate.weight.grad.abs().sum() > 0 and model.cell.gate.bias.grad.abs().sum() > 0
+
+
+def probe_after(segments: int, rows: list[int], seed: int = 7) -> Probe:
+    query, labels = question(len(rows), seed=seed)
+    return Probe(segments, torch.tensor(rows), query, labels)
+
+
+def test_a_probe_answers_from_the_memory_after_its_segment(kind: str) -> None:
+    """The same teacher-forced logits as a model that read only that many segments."""
+    model = make_rmt(kind)
+    context = tokens(2, 3 * SEGMENT)
+    query, labels = question(2)
+    probe = probe_after(1, [1, 0, 1])
+    with torch.no_grad():
+        out = model(context, query, labels, probes=[probe])
+        alone = model(context[probe.rows, :SEGMENT], probe.query_ids, probe.labels)
+    assert out.probe_correct.shape == (3,)
+    assert torch.equal(out.probe_correct, alone.answer_correct)
+    with torch.no_grad():  # the probe's answer tokens join the loss
+        plain = model(context, query, labels)
+    assert not torch.allclose(out.loss, plain.loss)
+
+
+def test_a_probe_sends_gradient_only_to_the_segments_before_it(kind: str) -> None:
+    model = make_rmt(kind)
+    embedded: list[Tensor] = []
+
+    def keep(module: torch.nn.Module, args: tuple, output: Tensor) -> None:
+        output.retain_grad()
+        embedded.append(output)
+
+    query, labels = question(2)
+    labels[:] = IGNORE_INDEX  # no final answer: the probe holds the whole loss
+    handle = model.backbone.get_input_embeddings().register_forward_hook(keep)
+    try:
+        model(tokens(2, 3 * SEGMENT), query, labels, probes=[probe_after(2, [0, 1])]).loss.backward()
+    finally:
+        handle.remove()
+    # embedding calls in order: segment 0, segment 1, the probe's query, segment 2, the final query
+    assert len(embedded) == 5
+    segment_grads = [0.0 if e.grad is None else e.grad.abs().sum().item() for e in (embedded[0], embedded[1], embedded[3])]
+    assert segment_grads[0] > 0 and segment_grads[1] > 0 and segment_grads[2] == 0.0
+
+
+def test_probes_after_steps_outside_the_bptt_depth_are_skipped_in_training() -> None:
+    model = make_rmt("llama", bptt_depth=2)  # only the last segment and the answer get gradients
+    query, labels = question(2)
+    out = model(tokens(2, 3 * SEGMENT), query, labels, probes=[probe_after(1, [0, 1]), probe_after(3, [0, 1], seed=8)])
+    assert out.probe_correct.shape == (2,)  # the probe after segment 1 ran without gradient: skipped
+    with torch.no_grad():
+        assert model(tokens(2, 3 * SEGMENT), query, labels, probes=[probe_after(1, [0, 1])]).probe_correct.shape == (2,)
+
+
+def test_a_probe_beyond_the_context_is_an_error() -> None:
+    query, labels = question(2)
+    with pytest.raises(ValueError, match="probe after 4 segments"):
+        make_rmt("llama")(tokens(2, 3 * SEGMENT), query, labels, probes=[probe_after(4, [0, 1])])
 
 
 # ----------------------------------------------------------------- answering

@@ -2,11 +2,17 @@
 
     rmtqa eval --babi FILE --noise DIR --lengths 1k,4k,32k,128k,1M --samples N
                [--task qa1] [--model DIR] [--split val|all] [--seed S] [--heatmap PNG] [--json]
+    rmtqa eval --task needle --noise DIR --lengths 32k --samples N [--json]
+    rmtqa eval --babi FILE --noise DIR --direct --samples N      # the ladder's R0
 
 The questions come from a bAbI-format file (with `--split val`, only the stories training held
-out: the same split, fraction and seed as `rmtqa train`), the padding from the .txt files of a
-folder. For the shipped model on the shared books pass `--noise-include frankenstein`, the
-book training never read. The last line printed is always one JSON object.
+out: the same split, fraction and seed as `rmtqa train`), or, with `--task needle`, from the
+document-fact generator (a fact such as "The warranty period is 90 days." among 0-2
+distractor facts; the seed picks them, training uses other seeds); the padding from the .txt
+files of a folder. For the shipped model on the shared books pass `--noise-include
+frankenstein`, the book training never read. `--lengths 0` puts only the facts in the context
+(read into memory); `--direct` puts them in the answering segment itself, before the question
+(no memory, no baselines). The last line printed is always one JSON object.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from app.cli import UserError
 from app.paths import default_model_dir
 
 AUTOCAST = {"bf16": "bfloat16"}
+NEEDLE_SEED = 1_000_003
 
 
 def _names(text: str) -> list[str]:
@@ -30,13 +37,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="accuracy by context length and fact depth, with last-segment and BM25 baselines",
         description="Answer bAbI questions hidden in long book text; report exact match by length and depth.",
     )
-    parser.add_argument("--babi", type=Path, required=True, metavar="FILE", help="a bAbI-format file (stories restart at id 1)")
+    parser.add_argument("--babi", type=Path, metavar="FILE", help="a bAbI-format file (stories restart at id 1); not with --task needle")
     parser.add_argument("--noise", type=Path, required=True, metavar="DIR", help="a folder of .txt files to pad contexts with")
     parser.add_argument("--noise-include", type=_names, metavar="NAMES", help="only these documents of DIR (comma-separated, e.g. frankenstein)")
     parser.add_argument("--noise-exclude", type=_names, default=[], metavar="NAMES", help="documents of DIR to leave out (comma-separated)")
-    parser.add_argument("--lengths", type=_names, required=True, metavar="LIST", help="context lengths in tokens, e.g. 1k,4k,32k,128k,1M")
+    parser.add_argument("--lengths", type=_names, metavar="LIST", help="context lengths in tokens, e.g. 1k,4k,32k,128k,1M (0: the facts only)")
+    parser.add_argument("--direct", action="store_true", help="facts and question together in the answering segment: binding without memory (R0)")
     parser.add_argument("--samples", type=int, default=20, metavar="N", help="samples per length (default 20)")
-    parser.add_argument("--task", help="bAbI task of FILE (default: from its name, e.g. qa1_...)")
+    parser.add_argument("--task", help="bAbI task of FILE (default: from its name, e.g. qa1_...), or needle (document facts, no FILE)")
     parser.add_argument("--model", type=Path, metavar="DIR", help=f"model directory (default: {default_model_dir()})")
     parser.add_argument("--split", choices=["val", "all"], default="val", help="val: only the stories training held out (default); all: every story")
     parser.add_argument("--val-fraction", type=float, default=0.05, help="held-out fraction of stories, as in training (default 0.05)")
@@ -60,13 +68,23 @@ def run(args: argparse.Namespace) -> int:
     from model.babi import parse_babi
     from model.evaluate import evaluate, plot_heatmap
     from model.rmt import RecurrentMemoryTransformer
-    from model.tasks import NoiseSource, TaskGenerator, parse_length
+    from model.tasks import NoiseSource, TaskGenerator, direct_sample, parse_length
     from model.tokenizer import load_tokenizer
 
     if min(args.samples, args.depth_buckets, args.batch_size, args.threads or 1) < 1:
         raise UserError("--samples, --depth-buckets, --batch-size and --threads must be at least 1")
-    lengths = [parse_length(length) for length in args.lengths]
-    if not args.babi.is_file():
+    if args.direct == bool(args.lengths):
+        raise UserError("give --lengths (facts in context) or --direct (facts in the question), not both or neither")
+    try:
+        lengths = [parse_length(length) for length in args.lengths or ["0"]]
+    except ValueError as error:
+        raise UserError(str(error)) from error
+    needle = args.task == "needle"
+    if needle and args.babi:
+        raise UserError("--task needle generates its facts: leave out --babi")
+    if not needle and args.babi is None:
+        raise UserError("give --babi FILE (a bAbI-format file), or --task needle")
+    if not needle and not args.babi.is_file():
         raise UserError(f"no bAbI file at {args.babi}")
     if not args.noise.is_dir():
         raise UserError(f"no folder of .txt files at {args.noise}")
@@ -82,22 +100,34 @@ def run(args: argparse.Namespace) -> int:
     model = RecurrentMemoryTransformer.from_pretrained(model_dir, device=device)
     tokenizer = load_tokenizer(model_dir)
     try:
-        stories = parse_babi(args.babi, args.task)
+        noise = NoiseSource.from_directory(args.noise, include=args.noise_include, exclude=args.noise_exclude)
     except ValueError as error:
-        raise UserError(str(error).replace("pass task=", "pass --task")) from error
-    task = stories[0].task if stories else args.task
-    noise = NoiseSource.from_directory(args.noise, include=args.noise_include, exclude=args.noise_exclude)
-    generator = TaskGenerator(
-        tokenizer, [task], babi_files={task: stories}, noise=noise, seed=args.seed,
-        split="val" if args.split == "val" else None, val_fraction=args.val_fraction,
-    )
+        raise UserError(f"--noise {args.noise}: {error}") from error
+    if needle:
+        task, split = "needle", None
+        # Training draws needles from seeds 0 and up; evaluation from a seed far from them.
+        generator = TaskGenerator(tokenizer, ["needle"], noise=noise, seed=NEEDLE_SEED + args.seed, needle_probability=1.0)
+    else:
+        try:
+            stories = parse_babi(args.babi, args.task)
+        except ValueError as error:
+            raise UserError(str(error).replace("pass task=", "pass --task")) from error
+        task, split = (stories[0].task if stories else args.task), args.split
+        generator = TaskGenerator(
+            tokenizer, [task], babi_files={task: stories}, noise=noise, seed=args.seed,
+            split="val" if split == "val" else None, val_fraction=args.val_fraction,
+        )
     autocast = getattr(torch, AUTOCAST[args.autocast]) if args.autocast else None
-    report = evaluate(
-        model, tokenizer, generator, lengths, args.samples, depth_buckets=args.depth_buckets,
-        batch_size=args.batch_size, autocast_dtype=autocast, progress=True,
-    )
+    if args.direct:
+        source = [direct_sample(generator.sample(0)) for _ in range(args.samples)]
+        report = evaluate(model, tokenizer, source, depth_buckets=1, baselines=(), batch_size=args.batch_size, autocast_dtype=autocast)
+    else:
+        report = evaluate(
+            model, tokenizer, generator, lengths, args.samples, depth_buckets=args.depth_buckets,
+            batch_size=args.batch_size, autocast_dtype=autocast, progress=True,
+        )
     report = {
-        "task": report.pop("task"), "model": str(model_dir), "split": args.split, "seed": args.seed,
+        "task": report.pop("task"), "model": str(model_dir), "split": split, "seed": args.seed, "direct": args.direct,
         "noise": sorted(noise.documents), "autocast": args.autocast, "device": device, **report,
     }
     if args.heatmap:

@@ -81,12 +81,8 @@ class PublicView:
 
     @staticmethod
     def model(directory: str | Path | None) -> str | None:
-        """A model directory as people read it: relative to the repository when inside it,
-        else its folder name."""
-        if directory is None:
-            return None
-        shown = display_dir(directory)
-        return Path(shown).name if os.path.isabs(shown) else shown
+        """A model directory as people read it (`display_dir`)."""
+        return None if directory is None else display_dir(directory)
 
     def text(self, text: str) -> str:
         text = self.uploads.clean(text)
@@ -290,7 +286,7 @@ def exchange_messages(question: str, record: dict, key: str) -> list[dict]:
     messages.append({"role": "assistant", "content": SOURCES_NOTE, "metadata": metadata})
     for number, source in enumerate(sources, 1):
         messages.append({"role": "assistant", "content": passage_markdown(source, source.get("passage")),
-                         "metadata": {"title": md_text(f"{number}. {source_line(source)}"), "parent_id": parent,
+                         "metadata": {"title": f"{number}\\. {md_text(source_line(source))}", "parent_id": parent,
                                       "id": f"{parent}-{number}", "status": "done"}})
     return messages
 

@@ -39,12 +39,13 @@ TASKS = {
 
 
 def display_dir(directory: str | Path) -> str:
-    """A model directory as people read it: relative to the repository when inside it."""
+    """A model directory as people read it: relative to the repository when inside it, else
+    its folder name (the UI shows no server paths)."""
     path = Path(directory)
     try:
         return str(path.resolve().relative_to(REPO_ROOT))
     except (ValueError, OSError):
-        return str(path)
+        return path.name
 
 
 def _same_dir(a: str | Path, b: str | Path) -> bool:

@@ -1,9 +1,12 @@
 """The web UI in a real browser: headless Chromium from Debian's packages, driven by
 Playwright (`executable_path=/usr/bin/chromium`; nothing is downloaded at test time).
 
-Uploads real PDFs from ../shared/data, watches the reading finish (with the skipped pages
-and their reasons in the report), asks a question, and checks that an answer and a source
-with a page number appear. Screenshots go to test-artifacts/webui/.
+Starts on an empty home (the first screen points to Upload), uploads real PDFs from
+../shared/data, watches the reading finish (with the skipped pages and their reasons in the
+report), asks a question, opens a source on its cited page, reloads the page (the chat is
+still there), checks the Model tab (a `|` inside a table cell, the card's image shown) and
+deletes the corpus. No request may fail (4xx/5xx) or leave the machine. Screenshots go to
+test-artifacts/webui/.
 """
 from __future__ import annotations
 
@@ -71,8 +74,14 @@ def upload_read_ask_delete(page, server) -> None:
 
     elsewhere: list[str] = []  # the UI needs nothing from the internet (no CDN, fonts or analytics)
     page.on("request", lambda request: None if request.url.startswith((server.url, "data:", "blob:")) else elsewhere.append(request.url))
+    failed: list[str] = []
+    page.on("response", lambda response: failed.append(f"{response.status} {response.url}") if response.status >= 400 else None)
     page.goto(server.url)
     expect(page.get_by_role("tab", name="Upload")).to_be_visible()
+    if not server.ui.names():  # the first screen of a new user points to Upload
+        expect(page.locator("#chatbot")).to_contain_text("No corpus yet")
+        page.get_by_role("tab", name="Corpora").click()
+        expect(page.locator("#no-corpora")).to_contain_text("No corpora yet")
 
     # Upload two real PDFs (one of them has pages without a text layer) into a new corpus.
     page.get_by_role("tab", name="Upload").click()
@@ -110,12 +119,23 @@ def upload_read_ask_delete(page, server) -> None:
     answer = chat.locator(".message.bot").first
     expect(answer).not_to_have_text(re.compile(r"^\s*(\u2026|Could not answer.*)?\s*$"))
     title.click()
-    expect(chat.get_by_text(re.compile(r"^1\. .*, page \d+, lines? \d+")).first).to_be_visible()
+    first = chat.get_by_text(re.compile(r"^1\. .*, page \d+, lines? \d+")).first
+    expect(first).to_be_visible()
+    first.click()  # the source opens on its page, the cited lines marked
+    expect(chat.locator("mark").first).to_be_visible()
     shot(page, "3-answer-sources")
+
+    page.reload()  # the chat of this corpus survives a reload
+    expect(page.locator("#chat-corpus input")).to_have_value("papers")
+    expect(page.locator("#chatbot")).to_contain_text("What does the document say about the length of words?")
+    expect(page.locator("#chatbot").get_by_text(re.compile(r"Sources \(\d\): "))).to_be_visible()
 
     page.get_by_role("tab", name="Model").click()
     expect(page.locator("#model-card")).to_contain_text("A tiny random model for the web UI tests.")
     expect(page.locator("#model-card")).to_contain_text("Evaluation eval/qa1.json")
+    expect(page.locator("#model-card td").get_by_text("[memory | 32 tokens | memory]")).to_be_visible()  # not cut at its |
+    expect(page.locator("#model-card img")).to_have_count(1)
+    assert page.locator("#model-card img").evaluate("image => image.complete && image.naturalWidth") > 0
     expect(page.locator("#heatmaps img").first).to_be_visible()
     shot(page, "4-model")
 
@@ -133,4 +153,4 @@ def upload_read_ask_delete(page, server) -> None:
     expect(page.locator("#corpora-message")).to_contain_text("Deleted corpus papers")
     expect(page.locator("#corpora-table")).not_to_contain_text("papers")
     assert "papers" not in server.ui.names()
-    assert elsewhere == []
+    assert elsewhere == [] and failed == []

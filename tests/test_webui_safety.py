@@ -45,7 +45,7 @@ def test_answers_and_sources_are_escaped_and_sources_open() -> None:
     user, answer, parent, child = messages
     assert user["content"] == "\\<b\\>q\\</b\\>" and "<script>" not in answer["content"]
     assert parent["metadata"]["id"] == child["metadata"]["parent_id"] and parent["metadata"]["status"] == "done"
-    assert child["metadata"]["title"] == "1. book.pdf, page 2, lines 3\u20134"
+    assert child["metadata"]["title"] == "1\\. book.pdf, page 2, lines 3\u20134"  # not a markdown list item
     assert "<mark>\\<img src=x\\></mark>" in child["content"] and "5 after" in child["content"]
     code = {**source, "passage": {"kind": "code", "cut": True, "lines": [{"number": 9, "text": "x = '```'", "cited": True}]}}
     opened = exchange_messages("q", {"answer": "a", "sources": [code]}, "k")[-1]["content"]
@@ -231,3 +231,41 @@ def test_the_model_summary_is_honest(tmp_path) -> None:
     assert "| memory | `[mem \\| 256 \\| mem]` |" in card
     assert "![map](data:image/png;base64," in card and "(eval/map.png)" not in card
     assert "| 128k tokens | too few questions to say (n < 20) |" in card
+
+
+def test_stop_ends_an_answer_and_errors_keep_the_question(ui, tmp_path) -> None:
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from tests.corpus_helpers import book_lines, write_text
+
+    ui.service.ingest([write_text(tmp_path / "a.txt", book_lines(20))], "chat")
+    request = SimpleNamespace(session_hash="s1", username=None)
+    with pytest.raises(gr.Error, match="the question is too long"):
+        next(ui.ask("w" * 78_000, [], "chat", "", None, request))  # refused before any output: the box keeps it
+
+    answering = ui.ask("Where did the ship sail?", [], "chat", "", None, request)
+    shown, cleared, ask_btn, stop_btn = next(answering)
+    assert cleared == "" and stop_btn["visible"] is True and ask_btn["visible"] is False
+    ui.stop(SimpleNamespace(session_hash="s2"))  # another session's Stop does nothing here
+    ui.stop(request)
+    *_, last = answering
+    messages, _, ask_btn, stop_btn = last
+    assert "stopped" in messages[-1]["content"] and len(messages) == 2 and ask_btn["visible"] is True
+    [kept] = ui.service.history.load("chat")
+    assert kept["question"] == "Where did the ship sail?" and kept["result"]["stopped"]
+
+    *_, done = ui.ask("Where did the ship sail?", [], "chat", "", None, SimpleNamespace(session_hash="s3", username=None))
+    assert done[0][2]["metadata"]["title"].startswith("Sources")  # answered in full, with its sources
+    assert len(ui.chat_history("chat", request)) == 2 + len(done[0])  # both exchanges, after a reload
+    assert ui.chat_corpus("chat", request)[3] == ui.chat_history("chat", request)
+    assert ui.clear_history("chat", request) == [] and ui.service.history.load("chat") == []
+
+
+def test_scan_progress_counts_files_and_pages() -> None:
+    from app.webui_format import progress_html
+
+    text = progress_html("c", {"phase": "scan", "path": "book.pdf", "files": 1, "pages": 234, "documents": 234, "tokens": 9000})
+    assert "Scanning files: 1 file (234 pages), 9,000 tokens so far \u2014 book.pdf" in text and "rmtqa-move" in text
+    assert "2 readings ahead of it" in progress_html("c", None, queued=2)

@@ -62,6 +62,7 @@ def describe_model(directory: Path, weights: Path) -> Path:
 
     shutil.copytree(weights, directory)
     (directory / "MODEL_CARD.md").write_text(CARD)
+    (directory / "train_config.json").write_text(json.dumps({"tasks": ["qa1"]}))  # what it was "trained" on
     (directory / "eval").mkdir()
     (directory / "eval" / "qa1.json").write_text(json.dumps(FAKE_EVAL))
     Image.new("RGB", (64, 32), "steelblue").save(directory / "eval" / "qa1.png")

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from app.service import DEFAULT_MAX_QUESTION_TOKENS
     from app.webui import DEFAULT_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_TOKENS, build_app, launch_app
     from app.webui_jobs import DEFAULT_SLOTS
-    from app.webui_model import display_dir, has_weights
+    from app.webui_model import has_weights
 
     question_cap = _positive(args.max_question_tokens, DEFAULT_MAX_QUESTION_TOKENS, "--max-question-tokens")
     token_cap = DEFAULT_MAX_UPLOAD_TOKENS if args.max_upload_tokens is None else args.max_upload_tokens
@@ -102,9 +102,9 @@ def run(args: argparse.Namespace) -> int:
     service = CorpusService(model_dir=args.model, max_question_tokens=question_cap)
     model_dir = service.model_dir or default_model_dir()
     if has_weights(model_dir):
-        print(f"rmtqa: reading with the model in {display_dir(model_dir)}", file=sys.stderr)
+        print(f"rmtqa: reading with the model in {model_dir}", file=sys.stderr)
     else:
-        print(f"rmtqa: note: no model is shipped yet ({display_dir(model_dir)} has no model.safetensors): the UI starts, "
+        print(f"rmtqa: note: no model is shipped yet ({model_dir} has no model.safetensors): the UI starts, "
               "but reading and asking need a model (rmtqa serve --model DIR)", file=sys.stderr)
     limit = args.max_upload_mb if args.max_upload_mb is not None else DEFAULT_MAX_UPLOAD_MB
     if limit <= 0:

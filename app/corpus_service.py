@@ -36,9 +36,10 @@ class ProgressBar:
 
         if event["phase"] == "scan":
             if self.scan is None:
-                self.scan = tqdm(unit=" docs", file=sys.stderr, disable=None, dynamic_ncols=True, leave=False, desc="scanning")
-            self.scan.update(1 if event.get("documents") != self.scan.n else 0)
-            self.scan.set_postfix_str(f"{event['tokens']:,} tokens | {event['path']}", refresh=False)
+                self.scan = tqdm(unit=" files", file=sys.stderr, disable=None, dynamic_ncols=True, leave=False, desc="scanning")
+            self.scan.update(event["files"] - self.scan.n)  # files, not the pages of one PDF
+            pages = f"{event['pages']:,} pages, " if event["pages"] else ""
+            self.scan.set_postfix_str(f"{pages}{event['tokens']:,} tokens | {event['path']}", refresh=False)
         elif event["phase"] == "read":
             if self.read is None:
                 self.close_scan()
@@ -95,7 +96,7 @@ def print_report(report: dict, as_json: bool) -> None:
     )
     print(summary(rep))
     if report["segments_read"]:
-        what = f"read {report['segments_read']:,} of {report['segments']:,} segments from segment {report['first_segment_read']:,}"
+        what = f"read {report['segments_read']:,} of {report['segments']:,} segments from segment {report['first_segment_read'] + 1:,}"
         rate = f" at {report['tokens_per_s']:,.0f} tokens/s" if report.get("tokens_per_s") else ""
     else:
         what, rate = f"nothing changed ({report['segments']:,} segments saved)", ""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import json
 import operator
 
@@ -29,7 +30,14 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_ingest_ask_corpora_rm(home, tmp_path, capsys) -> None:
+class Terminal(io.StringIO):
+    """Standard input that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_ingest_ask_corpora_rm(home, tmp_path, capsys, monkeypatch) -> None:
     model_dir = shared_model_dir()
     text = write_text(tmp_path / "notes.txt", book_lines(40, seed=5))
     pdf = write_pdf(tmp_path / "paper.pdf", [book_lines(8, seed=6), book_lines(8, seed=7)])
@@ -69,6 +77,10 @@ def test_ingest_ask_corpora_rm(home, tmp_path, capsys) -> None:
 
     code, out, _ = run(capsys, "rm", "mine", str(pdf), "--json")
     assert code == 0 and [d["path"] for d in json.loads(out)["documents"]] == [str(text)]
+    monkeypatch.setattr("sys.stdin", Terminal("n\n"))  # on a terminal `rm` asks first
+    code, out, _ = run(capsys, "rm", "mine")
+    assert code == 1 and "Delete corpus mine (1 file, " in out and "Kept corpus mine." in out
+    monkeypatch.setattr("sys.stdin", Terminal("y\n"))
     code, out, _ = run(capsys, "rm", "mine")
     assert code == 0 and "Removed corpus mine" in out
     code, out, _ = run(capsys, "corpora", "--json")

@@ -52,7 +52,7 @@ def test_json_report_contract(corpus: Path, no_model, capsys) -> None:
 def test_readable_summary(corpus: Path, no_model, capsys) -> None:
     assert main(["ingest", str(corpus / "book.txt"), str(corpus / "empty.md"), "--dry-run"]) == 0
     out, err = capsys.readouterr()
-    assert out.startswith("Read 1 files: ") and "tokenizer bytes:utf-8" in out
+    assert out.startswith("Read 1 file: ") and "tokenizer bytes:utf-8" in out
     assert "note: no model at" in out and f"{corpus}/empty.md: empty file" in out
     assert "Traceback" not in err
 

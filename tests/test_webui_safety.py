@@ -269,3 +269,19 @@ def test_scan_progress_counts_files_and_pages() -> None:
     text = progress_html("c", {"phase": "scan", "path": "book.pdf", "files": 1, "pages": 234, "documents": 234, "tokens": 9000})
     assert "Scanning files: 1 file (234 pages), 9,000 tokens so far \u2014 book.pdf" in text and "rmtqa-move" in text
     assert "2 readings ahead of it" in progress_html("c", None, queued=2)
+
+
+def test_as_of_a_page_in_the_chat(ui, tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from tests.corpus_helpers import book_lines, write_pdf
+
+    pdf = write_pdf(tmp_path / "voyage.pdf", [book_lines(5, seed=page) for page in range(3)])
+    ui.service.ingest([pdf], "pages")
+    choices = ui.chat_corpus("pages")[0]["choices"]
+    assert choices[1] == ("after " + str(pdf), str(pdf))
+    field = ui.as_of_pages("pages", str(pdf))
+    assert field["visible"] is True and field["maximum"] == 3
+    assert ui.as_of_pages("pages", "")["visible"] is False
+    *_, last = ui.ask("Where?", [], "pages", str(pdf), 2, SimpleNamespace(session_hash="p", username=None))
+    assert f"as of {pdf}#page=2" in last[0][1]["content"].replace("\\", "")

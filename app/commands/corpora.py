@@ -1,10 +1,11 @@
 """`rmtqa corpora [NAME] [--json]` lists corpora (or the documents of one); `rmtqa rm NAME
-[PATH...]` deletes a corpus (with its uploads and chat history), or drops some of its paths
-and re-reads from the first affected segment."""
+[PATH...] [--yes]` deletes a corpus (with its uploads and chat history; on a terminal it asks
+first), or drops some of its paths and re-reads from the first affected segment."""
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 STATES = {"reading": "being read", "partial": "partly read: ingest again to continue", "complete": "complete"}
@@ -24,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     remove.add_argument("paths", nargs="*", metavar="PATH", help="paths given to `rmtqa ingest` to drop (default: delete the whole corpus)")
     remove.add_argument("--model", type=Path, help="model directory to re-read with (with PATHs)")
     remove.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    remove.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation on a terminal")
     remove.set_defaults(func=run_remove)
 
 
@@ -80,6 +82,13 @@ def run_remove(args: argparse.Namespace) -> int:
 
     service = CorpusService(model_dir=args.model)
     if not args.paths:
+        if not args.yes and sys.stdin.isatty():
+            summary = service.corpus(args.corpus)  # fails on an unknown corpus before asking
+            answer = input(f"Delete corpus {args.corpus} ({summary['documents']:,} {'file' if summary['documents'] == 1 else 'files'}, "
+                           f"{summary['tokens']:,} tokens), its uploaded files and chat history? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print(f"Kept corpus {args.corpus}.")
+                return 1
         service.remove(args.corpus)
         print(json.dumps({"removed": args.corpus}) if args.json else f"Removed corpus {args.corpus}.")
         return 0

@@ -76,15 +76,18 @@ def load_dry_run_tokenizer(model_dir: Path | None):
 def _with_progress_bar(paths: list[str], tokenizer) -> IngestReport:
     from tqdm import tqdm
 
-    with tqdm(unit=" docs", file=sys.stderr, disable=None, dynamic_ncols=True, leave=False) as bar:
-        tokens = 0
+    with tqdm(unit=" files", file=sys.stderr, disable=None, dynamic_ncols=True, leave=False) as bar:
+        tokens, pages, last = 0, 0, None
 
         def progress(result: DocumentRecord | Skipped) -> None:
-            nonlocal tokens
+            nonlocal tokens, pages, last
             if isinstance(result, DocumentRecord):
                 tokens += result.tokens
-                bar.update(1)
-            bar.set_postfix_str(f"{tokens:,} tokens | {result.path}", refresh=False)
+                pages += result.page is not None
+                bar.update(result.path != last)  # files, not the pages of one PDF
+                last = result.path
+            shown = f"{pages:,} pages, " if pages else ""
+            bar.set_postfix_str(f"{shown}{tokens:,} tokens | {result.path}", refresh=False)
 
         report, _ = ingest_paths(paths, tokenizer, progress=progress, keep_tokens=False)
     return report
@@ -95,7 +98,7 @@ def summary(report: IngestReport, note: str = "") -> str:
     pages = sum(entry.pages or 0 for entry in report.documents)
     page_text = f", {pages:,} PDF pages" if pages else ""
     lines = [
-        f"Read {len(report.documents):,} files{page_text}: {report.tokens:,} tokens in {report.seconds:.1f} s "
+        f"Read {len(report.documents):,} {'file' if len(report.documents) == 1 else 'files'}{page_text}: {report.tokens:,} tokens in {report.seconds:.1f} s "
         f"(tokenizer {report.tokenizer})"
     ]
     if note:

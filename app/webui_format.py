@@ -85,8 +85,9 @@ class PublicView:
         return None if directory is None else display_dir(directory)
 
     def text(self, text: str) -> str:
-        text = self.uploads.clean(text)
-        return text.replace(self.home + os.sep, "").replace(self.home, "RMTQA_HOME")
+        """`text` with uploads by their names and other paths under the home relative to it."""
+        text = self.uploads.clean(text).replace(self.home + os.sep, "")
+        return re.sub(re.escape(self.home) + r"(?![\w.-])", "RMTQA_HOME", text)
 
     def json(self, value: Any, *, api: bool = False) -> Any:
         """`value` made public; `api`: also every "path" key renamed "file" (gradio_client

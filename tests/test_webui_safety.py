@@ -64,6 +64,7 @@ def test_nothing_public_carries_a_server_path(tmp_path) -> None:
     assert str(home) not in json.dumps(shown)
     assert shown["documents"] == [{"file": "my book.pdf"}] and shown["skipped"][0]["reason"] == "duplicate of my book.pdf"
     assert shown["model"] == "reader" and shown["error"] == "cannot read corpora/docs/lock"
+    assert public.text(f"{home} and {home}2/x") == f"RMTQA_HOME and {home}2/x"  # only the home itself
     assert PublicView.model(Path(__file__).resolve().parents[1] / "assets" / "default") == "assets/default"
 
 

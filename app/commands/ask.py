@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  as of {result['as_of']}")
     if not result["complete"]:
         print(f"  note: the corpus is not fully read yet; answered after segment {result['segment']:,} of {result['segments']:,}")
+    if result["sources"]:
+        print("  sources (score: how much more likely the answer became once the reader had read the place):")
     for source in result["sources"]:
         page = f" page {source['page']}" if source["page"] is not None else ""
         first, last = source["lines"]

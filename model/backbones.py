@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, LlamaConfig
 
+from model.backbone_cache import load_cached
 from model.config import RMTConfig
 from model.rmt import RecurrentMemoryTransformer
 
@@ -65,6 +68,7 @@ def build_rmt(
 
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2 = "smollm2-135m-instruct-gguf"
 
 
 def smollm2_gguf_path() -> Path:
@@ -78,11 +82,63 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
-def load_smollm2(dtype: torch.dtype = torch.float32):
-    """SmolLM2-135M-Instruct (dequantised from Q4_1) and its tokenizer, fully offline."""
+def convert_smollm2_gguf(path: Path) -> tuple[nn.Module, Any]:
+    """SmolLM2 dequantised from its Q4_1 GGUF (fp32) and its tokenizer: the slow path (~24 s)."""
     from transformers import AutoTokenizer
 
-    path = smollm2_gguf_path()
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    # The weights are dequantised already; without these marks transformers refuses to save
+    # "a GGUF-quantised model" and a reload would look for GGUF blocks.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model, tokenizer
+
+
+def load_smollm2(dtype: torch.dtype = torch.float32, home: Path | None = None) -> tuple[nn.Module, Any]:
+    """SmolLM2-135M-Instruct and its tokenizer, fully offline, from the converted cache under
+    `home` (default $RMTQA_HOME), converting the GGUF on first use."""
+    model, tokenizer, _ = load_cached(SMOLLM2, smollm2_gguf_path(), convert_smollm2_gguf, dtype, home)
+    return model, tokenizer
+
+
+@dataclass(frozen=True)
+class BackboneSource:
+    """A pretrained backbone an adapter directory names instead of storing it: `load(dtype)`
+    gives (causal LM, HF tokenizer, sha256 of the file the weights come from)."""
+
+    load: Callable[[torch.dtype], tuple[nn.Module, Any, str]]
+
+
+BACKBONE_SOURCES: dict[str, BackboneSource] = {
+    SMOLLM2: BackboneSource(lambda dtype: load_cached(SMOLLM2, smollm2_gguf_path(), convert_smollm2_gguf, dtype)),
+}
+
+
+def pretrained_backbone(name: str, sha256: str | None = None, dtype: torch.dtype = torch.float32) -> tuple[nn.Module, Any, str]:
+    """(backbone, HF tokenizer, sha256) of a named source; with `sha256`, the installed file must
+    be that exact one: an adapter trained on other weights would load and answer nonsense."""
+    if name not in BACKBONE_SOURCES:
+        raise ValueError(f"unknown backbone source {name!r} (known: {', '.join(sorted(BACKBONE_SOURCES))})")
+    backbone, tokenizer, found = BACKBONE_SOURCES[name].load(dtype)
+    if sha256 is not None and found != sha256:
+        raise ValueError(f"this model was trained on {name} with sha256 {sha256[:16]}..., the installed one is {found[:16]}...")
+    return backbone, tokenizer, found
+
+
+def build_pretrained_rmt(
+    source: str,
+    lora: dict | None = None,
+    num_mem_tokens: int = 16,
+    segment_size: int = 512,
+    bptt_depth: int | None = None,
+    seed: int | None = None,
+    memory_update: str = "replace",
+) -> tuple[RecurrentMemoryTransformer, Any]:
+    """A fresh memory (and, with `lora`, fresh adapters: see `model.adapters.LoraSettings`) on a
+    pretrained backbone; saving it writes only what was trained. Returns (model, HF tokenizer)."""
+    backbone, tokenizer, sha256 = pretrained_backbone(source)
+    model = build_rmt(backbone, num_mem_tokens, segment_size, bptt_depth, seed, memory_update)
+    model.attach_adapter({"name": source, "sha256": sha256}, lora)
     return model, tokenizer

@@ -138,6 +138,22 @@ class RecurrentMemoryTransformer(nn.Module):
         super().__init__()
         self.config = config
         self.cell = MemoryCell(backbone, config.num_mem_tokens, config.memory_update)
+        # Set by `attach_adapter`: the pretrained backbone this model names instead of storing.
+        self.adapter: dict | None = None
+
+    def attach_adapter(self, backbone_source: dict, lora: dict | None = None) -> None:
+        """Declare the backbone pretrained and shared (`backbone_source`: its name and the sha256
+        of its file, see `model.backbones.BACKBONE_SOURCES`), and with `lora` (see
+        `model.adapters.LoraSettings`) add fresh adapters and freeze it. From then on
+        `save_pretrained` writes the memory and adapters only."""
+        from model.adapters import LoraSettings, add_lora
+
+        settings = None if lora is None else LoraSettings.from_dict(lora)
+        if settings is not None:
+            add_lora(self.backbone, settings)
+        else:
+            self.backbone.requires_grad_(False)
+        self.adapter = {"backbone_source": dict(backbone_source), "lora": None if settings is None else settings.to_dict()}
 
     @property
     def backbone(self) -> nn.Module:
@@ -347,10 +363,13 @@ class RecurrentMemoryTransformer(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         backbone_config = self.backbone.config.to_dict()
-        config = {"format": "rmtqa-rmt/1", "rmt": self.config.to_dict(), "backbone": backbone_config}
+        backbone_config.pop("_name_or_path", None)  # where this machine loaded it from
+        config = {"format": "rmtqa-rmt/1", "rmt": self.config.to_dict(), "backbone": backbone_config, **(self.adapter or {})}
         state = {}
         seen: set[tuple[int, tuple[int, ...]]] = set()
         for name, tensor in self.state_dict().items():
+            if self.adapter is not None and not _in_adapter(name):
+                continue
             key = (tensor.data_ptr(), tuple(tensor.shape))
             if key in seen:
                 continue
@@ -375,14 +394,28 @@ class RecurrentMemoryTransformer(nn.Module):
             raise ValueError(f"{config_path} is not an rmtqa model config")
         from model.backbones import backbone_from_config
 
-        model = cls(RMTConfig.from_dict(config["rmt"]), backbone_from_config(config["backbone"]))
+        source = config.get("backbone_source")
+        if source is None:
+            model = cls(RMTConfig.from_dict(config["rmt"]), backbone_from_config(config["backbone"]))
+        else:
+            from model.backbones import pretrained_backbone
+
+            model = cls(RMTConfig.from_dict(config["rmt"]), pretrained_backbone(source["name"], source["sha256"])[0])
+            model.attach_adapter(source, config.get("lora"))
         state = load_file(str(directory / WEIGHTS_FILE))
         missing, unexpected = model.load_state_dict(state, strict=False)
-        tied = {name for name in missing if _is_tied(model, name)}
-        if unexpected or set(missing) - tied:
-            raise ValueError(f"weights in {directory} do not match the config (missing {sorted(set(missing) - tied)[:3]}, unexpected {unexpected[:3]})")
+        not_stored = {name for name in missing if _is_tied(model, name) or (source is not None and not _in_adapter(name))}
+        if unexpected or set(missing) - not_stored:
+            raise ValueError(f"weights in {directory} do not match the config (missing {sorted(set(missing) - not_stored)[:3]}, unexpected {unexpected[:3]})")
         model.backbone.tie_weights()
         return model.to(device=device, dtype=dtype).eval()
+
+
+def _in_adapter(name: str) -> bool:
+    """Whether an adapter directory stores this tensor: the memory cell's own and the LoRA ones."""
+    from model.adapters import ADAPTER_MARK
+
+    return not name.startswith("cell.backbone.") or ADAPTER_MARK in name
 
 
 def _is_tied(model: nn.Module, name: str) -> bool:

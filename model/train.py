@@ -19,11 +19,12 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from model.backbones import build_rmt, tiny_llama_config
+from model.backbones import build_pretrained_rmt, build_rmt, tiny_llama_config
 from model.babi import where_is_questions
+from model.distributed import Distributed
 from model.rmt import IGNORE_INDEX, Probe, RecurrentMemoryTransformer
 from model.tasks import ANSWER_TEMPLATE, QUESTION_TEMPLATE, NoiseSource, TaskGenerator, TaskSample, direct_sample
-from model.tokenizer import SP_FILE, SentencePieceTokenizer, load_tokenizer
+from model.tokenizer import SP_FILE, HFTokenizer, SentencePieceTokenizer, load_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 QA = Callable[[str, str], tuple[list[int], list[int]]]  # (question, answer) -> their token ids
@@ -35,6 +36,9 @@ class TrainConfig:
     tokenizer: str = "assets/default/tokenizer.model"
     init_from: str | None = None  # an RMT model directory to continue from
     backbone: dict = field(default_factory=dict)  # overrides for tiny_llama_config
+    # instead, a pretrained backbone: {"source": a name in model.backbones.BACKBONE_SOURCES,
+    # "lora": LoraSettings as a dict, or null to train the memory alone}; saved as an adapter
+    pretrained: dict | None = None
     num_mem_tokens: int = 16
     segment_size: int = 512
     bptt_depth: int | None = None
@@ -187,14 +191,18 @@ class Trainer:
         self.on_log = on_log
         self.out = _resolve(config.output)
         self.device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available() else ("cpu" if config.device == "auto" else config.device))
+        self.dist = Distributed.from_env(self.device)
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
-        self.rng = random.Random(config.seed)
+        self.rng = random.Random(self.dist.seed(config.seed))
 
         if config.init_from:
             self.model = RecurrentMemoryTransformer.from_pretrained(_resolve(config.init_from), device=self.device).train()
             self.tokenizer = load_tokenizer(_resolve(config.init_from))
+        elif config.pretrained:
+            model, tokenizer = build_pretrained_rmt(config.pretrained["source"], config.pretrained.get("lora"), config.num_mem_tokens, config.segment_size, config.bptt_depth, seed=config.seed, memory_update=config.memory_update)
+            self.model, self.tokenizer = model.to(self.device).train(), HFTokenizer(tokenizer)
         else:
             self.tokenizer = SentencePieceTokenizer(_resolve(config.tokenizer))
             backbone = tiny_llama_config(self.tokenizer.vocab_size, eos_id=self.tokenizer.eos_id, **config.backbone)
@@ -205,7 +213,7 @@ class Trainer:
         babi_dir = _resolve(config.babi_dir)
         babi_files = _babi_files(babi_dir, config.tasks) if babi_dir and babi_dir.is_dir() else None
         common = dict(tasks=config.tasks, noise=noise, tokenizer=self.tokenizer, needle_probability=config.needle_probability)
-        self.train_tasks = TaskGenerator(babi_files=babi_files, split="train", val_fraction=config.babi_val_fraction, seed=config.seed, generated_fraction=config.generated_fraction, **common)
+        self.train_tasks = TaskGenerator(babi_files=babi_files, split="train", val_fraction=config.babi_val_fraction, seed=self.dist.seed(config.seed), generated_fraction=config.generated_fraction, **common)
         self.val_tasks = TaskGenerator(babi_files=babi_files, split="val", val_fraction=config.babi_val_fraction, seed=config.seed + 1, **common)
 
         decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and "memory" not in n]
@@ -221,6 +229,7 @@ class Trainer:
         self._fit_start: float | None = None
         self._qa_cache: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
         self._resume()
+        self.train_model = self.dist.wrap(self.model)  # what train_step runs; self.model is what is saved
 
     def qa_ids(self, question: str, answer: str) -> tuple[list[int], list[int]]:
         """Token ids of a question prompt and its answer (+ eos), as samples have them."""
@@ -249,11 +258,13 @@ class Trainer:
         return threshold[self.stage_index] if isinstance(threshold, list) else threshold
 
     def batch_samples(self) -> tuple[list[TaskSample], list[int]]:
-        """A training batch and each sample's stage: half the current stage, half earlier ones."""
+        """A training batch (this process's share of it) and each sample's stage: half the
+        current stage, half earlier ones."""
         c = self.config
+        size = self.dist.share(c.batch_size)
         stages = [
-            self.stage if i < (c.batch_size + 1) // 2 or self.stage_index == 0 else c.curriculum[self.rng.randrange(self.stage_index + 1)]
-            for i in range(c.batch_size)
+            self.stage if i < (size + 1) // 2 or self.stage_index == 0 else c.curriculum[self.rng.randrange(self.stage_index + 1)]
+            for i in range(size)
         ]
         return [draw_sample(self.train_tasks, stage, c.segment_size, self.rng) for stage in stages], stages
 
@@ -278,7 +289,7 @@ class Trainer:
         questions = [probe_questions(s, c.segment_size, k, self.qa_ids, self.rng) if stage >= 0 and k else [] for s, stage in zip(samples, stages)]
         probes = collate_probes(questions, self.device)
         with self._autocast():
-            out = self.model(**batch, gradient_checkpointing=c.gradient_checkpointing, lm_weight=c.lm_weight, probes=probes)
+            out = self.train_model(**batch, gradient_checkpointing=c.gradient_checkpointing, lm_weight=c.lm_weight, probes=probes)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.clip)
@@ -318,7 +329,9 @@ class Trainer:
         return self.minutes + (0.0 if self._fit_start is None else (time.time() - self._fit_start) / 60)
 
     def save(self, final: bool = False) -> None:
-        """Atomically write a resumable checkpoint (and, when final, the weights alone)."""
+        """Atomically write a resumable checkpoint (and, when final, the weights alone); rank 0 only."""
+        if not self.dist.is_main:
+            return
         ckpt = self.out / "checkpoint"
         tmp = self.out / "checkpoint.tmp"
         tmp.mkdir(parents=True, exist_ok=True)
@@ -348,12 +361,16 @@ class Trainer:
         self.model.load_state_dict(loaded.state_dict())
         _optimizer_from_flat(self.optimizer, load_file(str(ckpt / "optimizer.safetensors")), state["optimizer"])
         self.step, self.stage_index = state["step"], state["stage_index"]
-        self.rng.setstate(_rng_from_json(state["rng"]))
+        self.rng.setstate(_rng_from_json(state["rng"]))  # rank 0's
+        if not self.dist.is_main:
+            self.rng.seed(self.dist.seed(self.config.seed) + 7919 * self.step)
         self.history = state.get("history", [])
         self.minutes = state.get("minutes", 0.0)
-        self.train_tasks.reseed(self.config.seed + 7919 * self.step)
+        self.train_tasks.reseed(self.dist.seed(self.config.seed) + 7919 * self.step)
 
     def log(self, record: dict) -> None:
+        if not self.dist.is_main:
+            return
         record = {"time": round(time.time(), 1), **record}
         self.out.mkdir(parents=True, exist_ok=True)
         with open(self.out / "log.jsonl", "a") as f:
@@ -370,10 +387,10 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "train_config.json").write_text(json.dumps(asdict(c), indent=2))
         start = self._fit_start = time.time()
-        bar = tqdm(total=c.max_steps, initial=self.step, disable=not progress, dynamic_ncols=True)
+        bar = tqdm(total=c.max_steps, initial=self.step, disable=not progress or not self.dist.is_main, dynamic_ncols=True)
         window: list[dict] = []
         while self.step < c.max_steps:
-            if c.max_minutes is not None and time.time() - start > 60 * c.max_minutes:
+            if self.dist.from_main(c.max_minutes is not None and time.time() - start > 60 * c.max_minutes):
                 break
             t0 = time.time()
             info = self.train_step()
@@ -396,7 +413,7 @@ class Trainer:
                     record["train_probe_acc"] = sum(probe) / len(probe)
                 window = []
                 self.history.append(record)
-                promoted = acc >= self.promote_at and self.stage_index + 1 < len(c.curriculum)
+                promoted = self.dist.from_main(acc >= self.promote_at and self.stage_index + 1 < len(c.curriculum))
                 if promoted:
                     self.stage_index += 1
                 record["promoted_to"] = self.stage if promoted else None
@@ -406,6 +423,7 @@ class Trainer:
                 self.save()
         self.save(final=True)
         bar.close()
+        self.dist.close()
         return {"step": self.step, "stage": self.stage, "output": str(self.out / "final")}
 
 

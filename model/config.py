@@ -28,6 +28,7 @@ class RMTConfig:
     segment_size: int = 512
     bptt_depth: int | None = None
     memory_update: str = "replace"
+    token_shift: int = 0
     cpu_reading: str = "fp32"
 
     def __post_init__(self) -> None:

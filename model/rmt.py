@@ -41,7 +41,7 @@ GATE_BIAS = -1.0
 class MemoryCell(nn.Module):
     """One recurrent step: read memory, run the backbone over a segment, write memory."""
 
-    def __init__(self, backbone: nn.Module, num_mem_tokens: int, memory_update: str = "replace"):
+    def __init__(self, backbone: nn.Module, num_mem_tokens: int, memory_update: str = "replace", token_shift: int = 0):
         super().__init__()
         self.backbone = backbone
         embeddings = backbone.get_input_embeddings().weight
@@ -61,6 +61,17 @@ class MemoryCell(nn.Module):
             self.gate = nn.Linear(width, width, dtype=embeddings.dtype)
             nn.init.zeros_(self.gate.weight)
             nn.init.constant_(self.gate.bias, GATE_BIAS)
+        # token_shift: weights of the K previous embeddings mixed into each token's (see RMTConfig)
+        self.shift = nn.Parameter(torch.zeros(token_shift, embeddings.shape[1], dtype=embeddings.dtype)) if token_shift else None
+
+    def embed(self, input_ids: Tensor) -> Tensor:
+        """Token embeddings (B, L, d), each plus its learned mix of the K before it (token_shift)."""
+        tokens = self.backbone.get_input_embeddings()(input_ids)
+        if self.shift is None:
+            return tokens
+        length, k = tokens.shape[1], self.shift.shape[0]
+        padded = F.pad(tokens, (0, 0, k, 0))
+        return tokens + sum(self.shift[j - 1] * padded[:, k - j : k - j + length] for j in range(1, k + 1))
 
     @property
     def num_mem_tokens(self) -> int:
@@ -75,7 +86,7 @@ class MemoryCell(nn.Module):
         batch, length = input_ids.shape
         mem = self.num_mem_tokens
         device = input_ids.device
-        tokens = self.backbone.get_input_embeddings()(input_ids)
+        tokens = self.embed(input_ids)
         memory = memory.to(tokens.dtype)
         parts = [memory, tokens, memory] if write else [memory, tokens]
         embeds = torch.cat(parts, dim=1)
@@ -137,7 +148,7 @@ class RecurrentMemoryTransformer(nn.Module):
     def __init__(self, config: RMTConfig, backbone: nn.Module):
         super().__init__()
         self.config = config
-        self.cell = MemoryCell(backbone, config.num_mem_tokens, config.memory_update)
+        self.cell = MemoryCell(backbone, config.num_mem_tokens, config.memory_update, config.token_shift)
         # Set by `attach_adapter`: the pretrained backbone this model names instead of storing.
         self.adapter: dict | None = None
         self._int8: tuple[tuple[int, ...], nn.Module] | None = None  # (weight versions, cell): see read()
@@ -313,9 +324,6 @@ class RecurrentMemoryTransformer(nn.Module):
 
     # ----------------------------------------------------------------- answering
 
-    def _embed(self, ids: Tensor) -> Tensor:
-        return self.backbone.get_input_embeddings()(ids)
-
     @torch.no_grad()
     def generate(
         self,
@@ -326,26 +334,36 @@ class RecurrentMemoryTransformer(nn.Module):
         temperature: float = 0.0,
         top_p: float = 1.0,
         generator: torch.Generator | None = None,
+        stop_loops: bool = True,
     ) -> Iterator[int]:
         """Decode an answer from one memory (M, d) after `prompt_ids`, yielding token ids as
         they are produced (greedy when temperature is 0, else nucleus sampling); stops at eos,
-        which is not yielded. Cost is independent of how much text the memory has read."""
+        which is not yielded, and (`stop_loops`) before a token that would close a loop (see
+        `closes_loop`): a small reader that misses eos must not repeat a word to the token cap.
+        Cost is independent of how much text the memory has read."""
         base = self.backbone.base_model
         head = self.backbone.get_output_embeddings()
         memory = memory.to(self.device, self.cell.memory.dtype).reshape(1, self.cell.num_mem_tokens, -1)
-        prompt = torch.tensor([list(prompt_ids)], dtype=torch.long, device=self.device)
-        embeds = torch.cat([memory.to(self.cell.memory.dtype), self._embed(prompt)], dim=1)
+        ids = list(prompt_ids)
+        window = 1 + (0 if self.cell.shift is None else self.cell.shift.shape[0])  # tokens one new embedding depends on
+        prompt = torch.tensor([ids], dtype=torch.long, device=self.device)
+        embeds = torch.cat([memory.to(self.cell.memory.dtype), self.cell.embed(prompt)], dim=1)
         length = embeds.shape[1]
         out = base(inputs_embeds=embeds, position_ids=torch.arange(length, device=self.device)[None], use_cache=True)
+        produced: list[int] = []
         for _ in range(max_new_tokens):
             logits = head(out.last_hidden_state[:, -1]).float()[0]
             token = _pick(logits, temperature, top_p, generator)
             if eos_id is not None and token == eos_id:
                 return
+            produced.append(token)
+            if stop_loops and closes_loop(produced):
+                return
             yield token
-            step = torch.tensor([[token]], device=self.device)
+            ids.append(token)
+            recent = torch.tensor([ids[-window:]], device=self.device)
             out = base(
-                inputs_embeds=self._embed(step),
+                inputs_embeds=self.cell.embed(recent)[:, -1:],
                 position_ids=torch.tensor([[length]], device=self.device),
                 cache=out.cache,
                 use_cache=True,
@@ -450,6 +468,20 @@ def _rows_correct(logits: Tensor, targets: Tensor) -> Tensor:
     hits = torch.ones_like(targets, dtype=torch.bool)
     hits[targets != IGNORE_INDEX] = logits.argmax(dim=-1) == targets[targets != IGNORE_INDEX]
     return hits.all(dim=1)
+
+
+def closes_loop(tokens: Sequence[int], longest_cycle: int = 8, min_copies: int = 3, min_span: int = 6) -> bool:
+    """True when `tokens` end in `min_copies`+ back-to-back copies of one cycle of at most
+    `longest_cycle` tokens that together span at least `min_span` tokens ("kitchen kitchen
+    kitchen", "of the of the of the"). The span rule spares numbers: "1000" is three "0"s."""
+    for width in range(1, longest_cycle + 1):
+        copies = max(min_copies, -(-min_span // width))
+        if len(tokens) < width * copies:
+            continue
+        tail = list(tokens[-width * copies :])
+        if tail == tail[:width] * copies:
+            return True
+    return False
 
 
 def _pick(logits: Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> int:

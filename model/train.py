@@ -43,6 +43,7 @@ class TrainConfig:
     segment_size: int = 512
     bptt_depth: int | None = None
     memory_update: str = "replace"  # or "gated" (see RMTConfig)
+    token_shift: int = 0  # see RMTConfig
     tasks: list[str] = field(default_factory=lambda: ["qa1"])
     needle_probability: float = 0.0
     babi_dir: str | None = "../shared/data/babi"  # None: our own bAbI generator only
@@ -201,12 +202,12 @@ class Trainer:
             self.model = RecurrentMemoryTransformer.from_pretrained(_resolve(config.init_from), device=self.device).train()
             self.tokenizer = load_tokenizer(_resolve(config.init_from))
         elif config.pretrained:
-            model, tokenizer = build_pretrained_rmt(config.pretrained["source"], config.pretrained.get("lora"), config.num_mem_tokens, config.segment_size, config.bptt_depth, seed=config.seed, memory_update=config.memory_update)
+            model, tokenizer = build_pretrained_rmt(config.pretrained["source"], config.pretrained.get("lora"), config.num_mem_tokens, config.segment_size, config.bptt_depth, seed=config.seed, memory_update=config.memory_update, token_shift=config.token_shift)
             self.model, self.tokenizer = model.to(self.device).train(), HFTokenizer(tokenizer)
         else:
             self.tokenizer = SentencePieceTokenizer(_resolve(config.tokenizer))
             backbone = tiny_llama_config(self.tokenizer.vocab_size, eos_id=self.tokenizer.eos_id, **config.backbone)
-            self.model = build_rmt(backbone, config.num_mem_tokens, config.segment_size, config.bptt_depth, seed=config.seed, memory_update=config.memory_update).to(self.device).train()
+            self.model = build_rmt(backbone, config.num_mem_tokens, config.segment_size, config.bptt_depth, seed=config.seed, memory_update=config.memory_update, token_shift=config.token_shift).to(self.device).train()
 
         noise_dir = _resolve(config.noise_dir)
         noise = NoiseSource.from_directory(noise_dir, exclude=config.noise_exclude) if noise_dir and noise_dir.is_dir() else None

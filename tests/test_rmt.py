@@ -17,7 +17,7 @@ from torch import Tensor
 from transformers import GPT2Config
 
 from model.backbones import build_rmt, tiny_llama_config
-from model.rmt import CONFIG_FILE, IGNORE_INDEX, WEIGHTS_FILE, Probe, RecurrentMemoryTransformer
+from model.rmt import CONFIG_FILE, IGNORE_INDEX, WEIGHTS_FILE, Probe, RecurrentMemoryTransformer, closes_loop
 
 VOCAB = 300
 SEGMENT = 16
@@ -25,7 +25,7 @@ MEM = 4
 BACKBONES = ["llama", "gpt2"]
 
 
-def make_rmt(kind: str, bptt_depth: int | None = None, seed: int = 0, memory_update: str = "replace") -> RecurrentMemoryTransformer:
+def make_rmt(kind: str, bptt_depth: int | None = None, seed: int = 0, memory_update: str = "replace", token_shift: int = 0) -> RecurrentMemoryTransformer:
     """A tiny RMT (2 layers, hidden 64, S=16, M=4) in eval mode."""
     if kind == "llama":
         config = tiny_llama_config(
@@ -36,7 +36,7 @@ def make_rmt(kind: str, bptt_depth: int | None = None, seed: int = 0, memory_upd
             vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=256, bos_token_id=2, eos_token_id=3,
             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, initializer_range=0.2,
         )
-    return build_rmt(config, num_mem_tokens=MEM, segment_size=SEGMENT, bptt_depth=bptt_depth, seed=seed, memory_update=memory_update).eval()
+    return build_rmt(config, num_mem_tokens=MEM, segment_size=SEGMENT, bptt_depth=bptt_depth, seed=seed, memory_update=memory_update, token_shift=token_shift).eval()
 
 
 def tokens(*shape: int, seed: int = 1) -> Tensor:
@@ -232,7 +232,7 @@ def test_save_and_load_round_trip_is_exact(kind: str, tmp_path) -> None:
 
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted([CONFIG_FILE, WEIGHTS_FILE])
     config = json.loads((tmp_path / CONFIG_FILE).read_text())
-    assert config["rmt"] == {"num_mem_tokens": MEM, "segment_size": SEGMENT, "bptt_depth": None, "memory_update": "replace"}
+    assert config["rmt"] == {"num_mem_tokens": MEM, "segment_size": SEGMENT, "bptt_depth": None, "memory_update": "replace", "token_shift": 0}
     with safe_open(str(tmp_path / WEIGHTS_FILE), framework="pt") as weights:
         stored = set(weights.keys())
     embedding = model.backbone.get_input_embeddings().weight
@@ -281,6 +281,18 @@ def test_the_gate_starts_mostly_closed_and_learns() -> None:
     query, labels = question(2)
     model(tokens(2, 2 * SEGMENT), query, labels).loss.backward()
     assert model.cell.gate.weight.grad.abs().sum() > 0 and model.cell.gate.bias.grad.abs().sum() > 0
+
+
+def test_token_shift_starts_as_the_identity_and_then_mixes_earlier_tokens() -> None:
+    plain, shifted = make_rmt("llama"), make_rmt("llama", token_shift=3)
+    ids = tokens(2, SEGMENT)
+    torch.testing.assert_close(shifted.cell.embed(ids), plain.cell.embed(ids), rtol=0, atol=0)
+    with torch.no_grad():
+        shifted.cell.shift[2] = 1.0  # mix in the token 3 back
+    raw = plain.cell.embed(ids)
+    mixed = shifted.cell.embed(ids)
+    torch.testing.assert_close(mixed[:, 3:], raw[:, 3:] + raw[:, :-3], rtol=0, atol=1e-6)
+    torch.testing.assert_close(mixed[:, :3], raw[:, :3], rtol=0, atol=0)  # nothing before a segment's start
 
 
 def probe_after(segments: int, rows: list[int], seed: int = 7) -> Probe:
@@ -356,9 +368,12 @@ def greedy_without_cache(model: RecurrentMemoryTransformer, memory: Tensor, prom
     return generated
 
 
-@pytest.fixture
-def answering(kind: str) -> tuple[RecurrentMemoryTransformer, Tensor]:
-    model = make_rmt(kind)
+@pytest.fixture(params=[0, 3], ids=["no-shift", "shift"])
+def answering(kind: str, request: pytest.FixtureRequest) -> tuple[RecurrentMemoryTransformer, Tensor]:
+    model = make_rmt(kind, token_shift=request.param)
+    if request.param:
+        with torch.no_grad():  # a trained-looking shift, so that cached decoding must carry it
+            model.cell.shift.normal_(0, 0.5, generator=torch.Generator().manual_seed(3))
     return model, list(model.read(tokens(1, 40)))[-1][0]
 
 
@@ -369,7 +384,7 @@ def test_streaming_generation_equals_greedy_without_cache(answering) -> None:
     model, memory = answering
     expected = greedy_without_cache(model, memory, PROMPT, 12)
     assert len(set(expected)) > 2  # not a degenerate repetition that any bug would reproduce
-    assert list(model.generate(memory, PROMPT, max_new_tokens=12)) == expected
+    assert list(model.generate(memory, PROMPT, max_new_tokens=12, stop_loops=False)) == expected
 
 
 def test_sampling_is_reproducible_with_a_seeded_generator(answering) -> None:
@@ -387,11 +402,11 @@ def test_sampling_is_reproducible_with_a_seeded_generator(answering) -> None:
 
 def test_generation_stops_at_eos(answering) -> None:
     model, memory = answering
-    greedy = list(model.generate(memory, PROMPT, max_new_tokens=12))
+    greedy = list(model.generate(memory, PROMPT, max_new_tokens=12, stop_loops=False))
     eos = next(t for t in greedy[1:] if t != greedy[0])  # not the first token: something is yielded
     stop = greedy.index(eos)
     assert 0 < stop < 12
-    assert list(model.generate(memory, PROMPT, max_new_tokens=12, eos_id=eos)) == greedy[:stop]
+    assert list(model.generate(memory, PROMPT, max_new_tokens=12, eos_id=eos, stop_loops=False)) == greedy[:stop]
 
 
 def test_score_is_the_log_likelihood_of_the_target(answering) -> None:
@@ -402,7 +417,7 @@ def test_score_is_the_log_likelihood_of_the_target(answering) -> None:
     expected = []
     with torch.no_grad():
         for memory in memories:
-            embeds = torch.cat([memory, model.backbone.get_input_embeddings()(ids)])[None]
+            embeds = torch.cat([memory, model.cell.embed(ids[None])[0]])[None]
             logits = model.backbone(inputs_embeds=embeds, position_ids=torch.arange(embeds.shape[1])[None], use_cache=False).logits[0]
             logp = F.log_softmax(logits.float(), dim=-1)
             first = MEM + len(PROMPT) - 1  # the position that predicts the first target token
@@ -415,3 +430,33 @@ def test_score_is_the_log_likelihood_of_the_target(answering) -> None:
     assert len(set(expected.tolist())) == 5  # the memories matter
     torch.testing.assert_close(small_batches, expected, rtol=0, atol=1e-4)
     torch.testing.assert_close(small_batches, one_batch, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "tokens, loops",
+    [
+        ([7, 7, 7, 7, 7, 7], True),  # one token six times
+        ([1, 0, 0, 0], False),  # "1000": a number, not a loop
+        ([5, 9, 5, 9, 5, 9], True),  # "of the" three times
+        ([5, 9, 5, 9], False),  # twice is not yet a loop
+        ([1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4], True),
+        ([1, 2, 3, 4, 5, 6, 7, 8, 9], False),
+    ],
+)
+def test_closes_loop(tokens: list[int], loops: bool) -> None:
+    assert closes_loop(tokens) == loops
+
+
+def test_generation_stops_before_closing_a_loop(answering) -> None:
+    """A model whose every step predicts the same token yields it until the loop would close."""
+    model, memory = answering
+
+    def always_eleven(module: torch.nn.Module, args: tuple, logits: Tensor) -> Tensor:
+        return torch.zeros_like(logits).index_fill(-1, torch.tensor([11]), 1.0)
+
+    handle = model.backbone.get_output_embeddings().register_forward_hook(always_eleven)
+    try:
+        assert list(model.generate(memory, PROMPT, max_new_tokens=20, stop_loops=False)) == [11] * 20
+        assert list(model.generate(memory, PROMPT, max_new_tokens=20)) == [11] * 5
+    finally:
+        handle.remove()

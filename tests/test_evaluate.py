@@ -158,6 +158,32 @@ def test_eval_errors_are_one_line(capsys, tiny_model_dir: Path, data_dir: Path, 
     assert code == 1 and "unknown documents: frankenstein" in err
 
 
+def test_eval_needle_needs_no_babi_file_and_reports_like_qa(capsys, tiny_model_dir: Path, data_dir: Path) -> None:
+    code, lines, err = run_eval(
+        capsys, "--model", str(tiny_model_dir), "--task", "needle", "--noise", str(data_dir / "books"),
+        "--lengths", "150", "--samples", "3", "--depth-buckets", "1", "--json",
+    )
+    assert code == 0, err
+    report = json.loads(lines[0])
+    assert report["task"] == "needle" and report["split"] is None
+    assert report["results"][0]["n"] == 3 and set(report["baselines"]) == {"last_segment", "bm25"}
+    code, lines, err = run_eval(capsys, "--model", str(tiny_model_dir), "--task", "needle", "--babi", str(data_dir / "qa1_tiny.txt"), "--noise", str(data_dir / "books"), "--lengths", "150")
+    assert code == 1 and "leave out --babi" in err and len(err.splitlines()) == 1
+
+
+def test_eval_direct_puts_the_facts_in_the_question_and_reads_nothing(capsys, tiny_model_dir: Path, data_dir: Path) -> None:
+    code, lines, err = run_eval(
+        capsys, "--model", str(tiny_model_dir), "--babi", str(data_dir / "qa1_tiny.txt"), "--noise", str(data_dir / "books"),
+        "--direct", "--samples", "5", "--split", "all", "--json",
+    )
+    assert code == 0, err
+    report = json.loads(lines[0])
+    assert report["direct"] is True and report["baselines"] == {}
+    assert [(r["length"], r["n"]) for r in report["results"]] == [(0, 5)]  # nothing read into memory
+    code, lines, err = run_eval(capsys, "--model", str(tiny_model_dir), "--babi", str(data_dir / "qa1_tiny.txt"), "--noise", str(data_dir / "books"), "--direct", "--lengths", "1k")
+    assert code == 1 and "not both" in err
+
+
 def test_evaluate_groups_given_samples_by_length(tokenizer: SentencePieceTokenizer, tiny_model_dir: Path) -> None:
     model = RecurrentMemoryTransformer.from_pretrained(tiny_model_dir).train()
     generator = TaskGenerator(tokenizer, ["qa1"], noise=NoiseSource([NOISE_TEXT]), seed=0)

@@ -20,6 +20,11 @@ class RMTConfig:
                     "gated": new = old + g * (written - old) with a learned per-dimension gate
                     g that starts mostly closed, so keeping the memory through text that says
                     nothing new is the default and writing is the learned exception.
+    token_shift:    K > 0 adds to every token's embedding a learned per-channel mix of the K
+                    embeddings before it in its segment (a causal depthwise convolution).
+                    "Mary moved to the kitchen": the place's input then carries its actor, so
+                    one attention layer can match a question's name to it; without it a small
+                    model must first grow a two-layer circuit to bind them.
     cpu_reading:    how `read` runs on CPU: "fp32", "bf16" (autocast) or "int8" (dynamically
                     quantised Linear layers); measured per model (see model/cpu_reading.py).
     """

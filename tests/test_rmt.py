@@ -283,16 +283,26 @@ def test_the_gate_starts_mostly_closed_and_learns() -> None:
     assert model.cell.gate.weight.grad.abs().sum() > 0 and model.cell.gate.bias.grad.abs().sum() > 0
 
 
-def test_token_shift_starts_as_the_identity_and_then_mixes_earlier_tokens() -> None:
+def test_token_shift_mixes_the_k_tokens_before_each_one_within_its_segment() -> None:
     plain, shifted = make_rmt("llama"), make_rmt("llama", token_shift=3)
     ids = tokens(2, SEGMENT)
-    torch.testing.assert_close(shifted.cell.embed(ids), plain.cell.embed(ids), rtol=0, atol=0)
-    with torch.no_grad():
-        shifted.cell.shift[2] = 1.0  # mix in the token 3 back
     raw = plain.cell.embed(ids)
+    with torch.no_grad():
+        shifted.cell.shift.zero_()
+        torch.testing.assert_close(shifted.cell.embed(ids), raw, rtol=0, atol=0)
+        shifted.cell.shift[2] = 1.0  # mix in the token 3 back
     mixed = shifted.cell.embed(ids)
     torch.testing.assert_close(mixed[:, 3:], raw[:, 3:] + raw[:, :-3], rtol=0, atol=1e-6)
     torch.testing.assert_close(mixed[:, :3], raw[:, :3], rtol=0, atol=0)  # nothing before a segment's start
+
+
+def test_token_shift_starts_mixing_so_name_matching_has_a_gradient() -> None:
+    """From zero, the shift and the query/key weights that would use it wait for each other."""
+    model = make_rmt("llama", token_shift=3)
+    assert bool((model.cell.shift > 0).all())
+    query, labels = question(2)
+    model(tokens(2, SEGMENT), query, labels).loss.backward()
+    assert model.cell.shift.grad.abs().sum() > 0
 
 
 def probe_after(segments: int, rows: list[int], seed: int = 7) -> Probe:

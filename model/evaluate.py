@@ -233,8 +233,8 @@ def evaluate(
                 {
                     "length": length,
                     **_summary(hits["rmt"], depth_buckets),
-                    "seconds": round(seconds, 2),
-                    "read_seconds": round(read_seconds, 2),
+                    "seconds": round(seconds, 4),
+                    "read_seconds": round(read_seconds, 4),
                     "tokens_per_s": round(read_tokens / read_seconds) if read_seconds else None,
                 }
             )

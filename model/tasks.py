@@ -205,6 +205,7 @@ class TaskSample:
     depth: float  # start of the last supporting fact / context length, in [0, 1)
     facts: list[str] = field(default_factory=list)  # the story's statements, in context order
     fact_ends: list[int] = field(default_factory=list)  # token offset just after each fact
+    supporting: list[int] = field(default_factory=list)  # indices of the facts the answer rests on
 
 
 def make_sample(
@@ -250,6 +251,7 @@ def make_sample(
         depth=last / len(context),
         facts=list(babi.facts),
         fact_ends=ends,
+        supporting=list(babi.supporting),
     )
 
 

@@ -152,15 +152,23 @@ def draw_sample(tasks: TaskGenerator, stage: int, segment_size: int, rng: random
     return direct_sample(sample) if stage < 0 else sample
 
 
+def known_questions(sample: TaskSample, stated: int) -> list[tuple[str, str]]:
+    """Questions the first `stated` facts of a sample answer: for qa1 every actor's "Where is
+    X?"; for other tasks the sample's own question once its supporting facts are stated."""
+    if sample.task == "qa1":
+        return where_is_questions(sample.facts[:stated])
+    return [(sample.question, sample.answer)] if max(sample.supporting, default=0) < stated else []
+
+
 def probe_questions(sample: TaskSample, segment_size: int, per_segment: int, qa: QA, rng: random.Random) -> list[tuple[int, list[int], list[int]]]:
     """(after_segments, question_ids, answer_ids): after every context segment, up to
-    `per_segment` random questions that the facts stated by its end answer (qa1's "Where is
-    X?"), for per-segment state supervision; `qa(question, answer)` tokenizes a pair."""
+    `per_segment` random questions that the facts stated by its end answer (`known_questions`),
+    for per-segment state supervision; `qa(question, answer)` tokenizes a pair."""
     found = []
     length = len(sample.context_ids)
     for after in range(1, -(-length // segment_size) + 1):
         end = min(after * segment_size, length)
-        pairs = where_is_questions([fact for fact, fact_end in zip(sample.facts, sample.fact_ends) if fact_end <= end])
+        pairs = known_questions(sample, sum(fact_end <= end for fact_end in sample.fact_ends))
         found += [(after, *qa(q, a)) for q, a in rng.sample(pairs, min(per_segment, len(pairs)))]
     return found
 

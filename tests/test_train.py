@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pytest
 import torch
 
@@ -108,3 +111,50 @@ def test_rmtqa_train_applies_overrides_prints_a_summary_and_resumes(tmp_path: Pa
     assert (output / "final" / "model.safetensors").is_file()
     assert main(["train", str(tmp_path / "missing.json")]) == 1
     assert "no training config at" in capsys.readouterr().err
+
+
+def test_probes_ask_what_the_facts_stated_so_far_answer(tmp_path: Path) -> None:
+    """After each segment, only actors whose move has ended by then, with their place then."""
+    from model.babi import BabiSample
+    from model.tasks import NoiseSource, make_sample
+    from model.tokenizer import SentencePieceTokenizer
+    from model.train import known_questions, probe_questions
+
+    tokenizer = SentencePieceTokenizer(TOKENIZER)
+    facts = ["Mary went to the kitchen.", "John moved to the garden.", "Mary travelled to the office."]
+    story = BabiSample(facts, "Where is Mary?", "office", [2], "qa1")
+    noise = NoiseSource(["The sea was grey and the wind was cold. " * 200])
+    sample = make_sample(story, noise, tokenizer, 400, np.random.default_rng(0))
+    assert known_questions(sample, 2) == [("Where is Mary?", "kitchen"), ("Where is John?", "garden")]
+    assert known_questions(sample, 3)[0] == ("Where is Mary?", "office")
+
+    def decode(ids: list[int]) -> str:
+        return tokenizer.decode(ids).strip()
+
+    probes = probe_questions(sample, 64, 4, lambda q, a: (tokenizer.encode(q), tokenizer.encode(a)), random.Random(0))
+    segments = -(-len(sample.context_ids) // 64)
+    assert {after for after, _, _ in probes} <= set(range(1, segments + 1))
+    for after, question, answer in probes:
+        stated = sum(end <= after * 64 for end in sample.fact_ends)
+        assert (decode(question), decode(answer)) in known_questions(sample, stated)
+    last = [(decode(q), decode(a)) for after, q, a in probes if after == segments]
+    assert sorted(last) == [("Where is John?", "garden"), ("Where is Mary?", "office")]
+
+    needle = replace(sample, task="needle", question="What is the code?", answer="42", supporting=[1])
+    assert known_questions(needle, 1) == [] and known_questions(needle, 2) == [("What is the code?", "42")]
+
+
+def test_direct_turns_move_the_facts_before_the_extra_questions(tmp_path: Path) -> None:
+    from model.tasks import TaskGenerator, direct_sample
+    from model.tokenizer import SentencePieceTokenizer
+    from model.train import direct_turns
+
+    tokenizer = SentencePieceTokenizer(TOKENIZER)
+    sample = direct_sample(TaskGenerator(tokenizer, ["qa1"], seed=3, num_facts=6).sample(0))
+    qa = lambda q, a: (tokenizer.encode(f"\nQuestion: {q}\nAnswer:"), tokenizer.encode(f" {a}"))  # noqa: E731
+    turns = direct_turns(sample, 2, qa, random.Random(0))
+    facts = tokenizer.encode(" " + " ".join(sample.facts))
+    assert 1 <= len(turns) <= 2
+    assert turns[0][0][: len(facts)] == facts  # the story, then the first extra question
+    asked = [tokenizer.decode(q[len(facts) if i == 0 else 0 :]) for i, (q, _) in enumerate(turns)]
+    assert all(sample.question not in text for text in asked)  # the sample's own question comes last, once

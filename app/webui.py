@@ -7,7 +7,7 @@ service's dicts (`app.webui_format`), runs reading as server-wide jobs (`app.web
 keeps the chat history (`app.chat_history`) and describes the model (`app.webui_model`).
 
 Tabs: Chat (streamed answers with Stop, sources that open on the cited page or lines, "as of"
-a document or page, a history per corpus that survives reloads), Upload (files, zips or a
+a document or page, a history per corpus; a reload comes back to the picked corpus), Upload (files, zips or a
 server-side folder; live progress; cancel; every reading of the server, cancellable), Corpora
 (list, documents, delete with a confirmation checked on the server), Model (card,
 evaluation, heatmaps, which model each corpus was read with).
@@ -163,10 +163,12 @@ class WebUI:
 
     def refresh(self, chat_value: str | None = None, select: str | None = None) -> tuple:
         """Updates for everything that lists corpora: chat picker, upload target, corpora
-        picker, corpora table, models table, the "no corpora yet" note, the chat's placeholder."""
+        picker, corpora table, models table, the "no corpora yet" note, the chat's placeholder.
+        The chat picker shows `select` if that corpus exists, else keeps `chat_value`, else
+        the first corpus."""
         corpora = self.corpora()
         names = [c["name"] for c in corpora]
-        if select:
+        if select in names:
             chat = gr.update(choices=names, value=select)
         elif chat_value in names:
             chat = gr.update(choices=names)
@@ -174,6 +176,12 @@ class WebUI:
             chat = gr.update(choices=names, value=names[0] if names else None)
         return (chat, gr.update(choices=names), gr.update(choices=names), self.corpora_rows(corpora), self.models_markdown(corpora),
                 gr.update(visible=not corpora), gr.update(placeholder=PLACEHOLDER if corpora else NO_CORPUS))
+
+    def load(self, chat_value: str | None, remembered: str | None) -> tuple:
+        """A page (re)load: `refresh`, the chat on the corpus this browser had picked last
+        (`remembered`, kept in its localStorage) while that corpus exists. The picker's own
+        value is the one the page was built with, which knows nothing of this browser."""
+        return self.refresh(chat_value, select=remembered if isinstance(remembered, str) else None)
 
     # ------------------------------------------------------------ reading
 
@@ -510,6 +518,8 @@ def build_app(service: CorpusService | None = None, *, max_upload_mb: float = DE
         gr.Markdown(INTRO)
         if not model_ready:
             gr.Markdown(f"> \u26a0\ufe0f {plain_summary(ui.model_dir)}", elem_id="no-model")
+        # The corpus this browser's chat had picked last: a reload comes back to it.
+        remembered = gr.BrowserState(None, storage_key="rmtqa-chat-corpus")
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
                 with gr.Row():
@@ -604,11 +614,15 @@ def build_app(service: CorpusService | None = None, *, max_upload_mb: float = DE
 
         # UI events (private: the API is the endpoints above).
         listing = [chat_corpus, target, pick, table, models, no_corpora, chatbot]
-        demo.load(lambda value: ui.refresh(value), chat_corpus, listing, **private)
+        # The history of the picked corpus only once it is picked: a handler reading the picker's
+        # build-time value at the same time could land after the right one and show another
+        # corpus's chat.
+        demo.load(ui.load, [chat_corpus, remembered], listing, **private,
+                  ).then(ui.chat_corpus, chat_corpus, [as_of, page, about, chatbot], **private)
         demo.load(ui.model_tab, None, [card, gallery], **private)  # a card or an evaluation may have landed since
-        demo.load(ui.chat_corpus, chat_corpus, [as_of, page, about, chatbot], **private)  # the history of this corpus
         refresh_btn.click(lambda value: ui.refresh(value), chat_corpus, listing, **private)
         chat_corpus.change(ui.chat_corpus, chat_corpus, [as_of, page, about, chatbot], **private)
+        chat_corpus.change(None, chat_corpus, remembered, js="(corpus) => corpus", **private)  # in the browser only
         as_of.change(ui.as_of_pages, [chat_corpus, as_of], page, **private)
         ask_args = dict(fn=ui.ask, inputs=[question, chatbot, chat_corpus, as_of, page], outputs=[chatbot, question, ask_btn, stop_btn],
                         concurrency_id="asking", concurrency_limit=ASK_CONCURRENCY, **private)

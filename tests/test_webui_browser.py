@@ -1,11 +1,13 @@
 """The web UI in a real browser: headless Chromium from Debian's packages, driven by
 Playwright (`executable_path=/usr/bin/chromium`; nothing is downloaded at test time).
 
-Starts on an empty home (the first screen points to Upload), uploads real PDFs from
-../shared/data, watches the reading finish (with the skipped pages and their reasons in the
-report), asks a question, opens a source on its cited page, reloads the page (the chat is
-still there), checks the Model tab (a `|` inside a table cell, the card's image shown) and
-deletes the corpus. No request may fail (4xx/5xx) or leave the machine. Screenshots go to
+Starts on an empty home when it runs alone (the first screen points to Upload); then the
+user has another corpus, one the pickers list first (the chat must still land on the new
+corpus after reading and after a reload). Uploads real PDFs from ../shared/data, watches the
+reading finish (with the skipped pages and their reasons in the report), asks a question,
+opens a source on its cited page, reloads the page (the corpus and its chat are still there),
+checks the Model tab (a `|` inside a table cell, the card's image shown) and deletes the
+corpus. No request may fail (4xx/5xx) or leave the machine. Screenshots go to
 test-artifacts/webui/.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.corpus_helpers import book_lines, write_text
 from tests.webui_helpers import PDF_SAMPLE, REPO, SHARED_DATA, running_server
 
 # Gradio's queue summarises its own event timings with pandas, which warns on pandas 3.
@@ -60,16 +63,16 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def test_browser_upload_read_ask_sources(page) -> None:
+def test_browser_upload_read_ask_sources(page, tmp_path) -> None:
     server = running_server()
     try:
-        upload_read_ask_delete(page, server)
+        upload_read_ask_delete(page, server, tmp_path)
     except Exception:
         shot(page, "failure")  # what the page showed when it failed
         raise
 
 
-def upload_read_ask_delete(page, server) -> None:
+def upload_read_ask_delete(page, server, tmp_path) -> None:
     from playwright.sync_api import expect
 
     elsewhere: list[str] = []  # the UI needs nothing from the internet (no CDN, fonts or analytics)
@@ -82,6 +85,14 @@ def upload_read_ask_delete(page, server) -> None:
         expect(page.locator("#chatbot")).to_contain_text("No corpus yet")
         page.get_by_role("tab", name="Corpora").click()
         expect(page.locator("#no-corpora")).to_contain_text("No corpora yet")
+    # A corpus read earlier and listed before "papers" (corpora are listed by name): the chat
+    # opens on it, and has to move to "papers" once that is read.
+    assert "papers" not in server.ui.names()
+    made = not server.ui.names() or server.ui.names()[0] > "papers"
+    if made:
+        server.ui.service.ingest([write_text(tmp_path / "notes.txt", book_lines(4, seed=7))], "a-notes")
+        page.reload()
+    expect(page.locator("#chat-corpus input")).to_have_value(server.ui.names()[0])
 
     # Upload two real PDFs (one of them has pages without a text layer) into a new corpus.
     page.get_by_role("tab", name="Upload").click()
@@ -154,3 +165,5 @@ def upload_read_ask_delete(page, server) -> None:
     expect(page.locator("#corpora-table")).not_to_contain_text("papers")
     assert "papers" not in server.ui.names()
     assert elsewhere == [] and failed == []
+    if made:
+        server.ui.service.remove("a-notes")

@@ -58,7 +58,7 @@ class TrainConfig:
     # about facts stated so far (qa1: "Where is X?" per actor placed), answered from that
     # segment's memory; in the direct stage, extra questions over the same facts. 0 = off.
     probe_questions: int = 0
-    batch_size: int = 8
+    batch_size: int | list[int] = 8  # one size, or one per curriculum stage (long stages cost more per sample)
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 200
@@ -263,14 +263,17 @@ class Trainer:
 
     @property
     def promote_at(self) -> float:
-        threshold = self.config.promote_at
-        return threshold[self.stage_index] if isinstance(threshold, list) else threshold
+        return _per_stage(self.config.promote_at, self.stage_index)
+
+    @property
+    def batch_size(self) -> int:
+        return _per_stage(self.config.batch_size, self.stage_index)
 
     def batch_samples(self) -> tuple[list[TaskSample], list[int]]:
         """A training batch (this process's share of it) and each sample's stage: half the
         current stage, half earlier ones."""
         c = self.config
-        size = self.dist.share(c.batch_size)
+        size = self.dist.share(self.batch_size)
         stages = [
             self.stage if i < (size + 1) // 2 or self.stage_index == 0 else c.curriculum[self.rng.randrange(self.stage_index + 1)]
             for i in range(size)
@@ -321,8 +324,8 @@ class Trainer:
         self.model.eval()
         correct = total = 0
         n = samples or c.eval_samples
-        for start in range(0, n, c.batch_size):
-            chunk = [draw_sample(self.val_tasks, stage, c.segment_size, rng) for _ in range(min(c.batch_size, n - start))]
+        for start in range(0, n, self.batch_size):
+            chunk = [draw_sample(self.val_tasks, stage, c.segment_size, rng) for _ in range(min(self.batch_size, n - start))]
             with self._autocast():
                 out = self.model(**collate(chunk, self.device))
             correct += int(out.answer_correct.sum())
@@ -434,6 +437,11 @@ class Trainer:
         bar.close()
         self.dist.close()
         return {"step": self.step, "stage": self.stage, "output": str(self.out / "final")}
+
+
+def _per_stage(setting: float | list, stage_index: int):
+    """A setting given once, or per curriculum stage."""
+    return setting[stage_index] if isinstance(setting, list) else setting
 
 
 def _count(ids: torch.Tensor, mask: torch.Tensor | None) -> int:

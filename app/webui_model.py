@@ -91,7 +91,9 @@ def trained_tasks(directory: str | Path) -> list[str]:
         config = SHIPPED_CONFIG  # the README: configs/default.json trained the shipped reader
     if config.is_file():
         try:
-            return list(dict.fromkeys(json.loads(config.read_text()).get("tasks") or []))
+            settings = json.loads(config.read_text())
+            tasks = list(settings.get("tasks") or []) + (["needle"] if settings.get("needle_probability") else [])
+            return list(dict.fromkeys(tasks))
         except (OSError, ValueError, AttributeError):
             pass
     return []

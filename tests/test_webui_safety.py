@@ -226,6 +226,8 @@ def test_the_model_summary_is_honest(tmp_path) -> None:
     assert "**qa1**" in summary and "trained to answer" in summary and "qa2: " not in summary
     assert "only evaluated, not trained, on qa2" in summary
     assert "33% at 1k tokens (n = 30)" in summary and "50%" not in summary and "qa1 at 128k" in summary
+    (model / "train_config.json").write_text(json.dumps({"tasks": ["qa1"], "needle_probability": 0.5}))  # document facts too
+    assert "**needle**" in plain_summary(model)
     (model / "train_config.json").unlink()
     assert "has no record of what it was trained to answer. It was only evaluated, not trained, on qa1, qa2" in plain_summary(model)
     card = model_card(model)

@@ -267,6 +267,7 @@ class RecurrentMemoryTransformer(nn.Module):
         gradient_checkpointing: bool = False,
         lm_weight: float = 0.0,
         probes: Sequence[Probe] = (),
+        keep_weight: float = 0.0,
     ) -> RMTOutput:
         """Read the context, then predict the answer tokens of `[question answer]`.
 
@@ -277,6 +278,9 @@ class RecurrentMemoryTransformer(nn.Module):
         `lm_weight` > 0 adds next-token loss on the context segments that get gradients.
         `probes` add questions answered from intermediate (or the final) memories; their answer
         tokens join the loss (probes after a step without gradients are skipped when training).
+        `keep_weight` > 0 adds the mean relative change of the memory per context segment: a
+        prior that a segment which says nothing the answers need leaves the memory as it was,
+        so that what was written survives far more segments than training ever shows.
         """
         depth = self.config.bptt_depth if bptt_depth is None else bptt_depth
         segments = list(self.segments(context_ids, context_mask))
@@ -290,6 +294,7 @@ class RecurrentMemoryTransformer(nn.Module):
             by_step.setdefault(probe.after_segments, []).append(probe)
         memory = self.initial_memory(context_ids.shape[0])
         lm_losses: list[Tensor | None] = []
+        changes: list[Tensor] = []  # relative change of the memory per segment (keep_weight)
         answered: list[tuple[Tensor, Tensor]] = []  # (logits, targets) of every probe answered
 
         def answer_probes(step: int) -> None:
@@ -301,9 +306,12 @@ class RecurrentMemoryTransformer(nn.Module):
             answer_probes(0)
         for index, (ids, mask) in enumerate(segments):
             with torch.set_grad_enabled(training and index >= first_grad_step):
+                old = memory
                 hidden, memory = self._step(ids, mask, memory, use_checkpoint=gradient_checkpointing)
                 if lm_weight > 0 and torch.is_grad_enabled():
                     lm_losses.append(self._lm_loss(hidden, ids, mask))
+                if keep_weight > 0 and torch.is_grad_enabled():
+                    changes.append((memory - old).pow(2).mean() / old.detach().pow(2).mean().clamp_min(1e-12))
                 if torch.is_grad_enabled() or not training:
                     answer_probes(index + 1)
         if 0 < len(segments) <= first_grad_step:
@@ -317,6 +325,8 @@ class RecurrentMemoryTransformer(nn.Module):
         lm_losses = [x for x in lm_losses if x is not None]
         if loss is not None and lm_losses:
             loss = loss + lm_weight * torch.stack(lm_losses).mean()
+        if loss is not None and changes:
+            loss = loss + keep_weight * torch.stack(changes).mean()
         probe_correct = torch.cat([_rows_correct(l, t) for l, t in answered]) if answered else None
         return RMTOutput(loss=loss, logits=logits, answer_correct=_rows_correct(logits, targets), memory=memory, probe_correct=probe_correct)
 

@@ -72,6 +72,7 @@ class TrainConfig:
     precision: str = "fp32"  # or "bf16" (autocast; weights stay fp32)
     gradient_checkpointing: bool = False
     lm_weight: float = 0.0  # auxiliary next-token loss on context segments
+    keep_weight: float = 0.0  # penalty on the memory's relative change per segment (see RecurrentMemoryTransformer.forward)
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -301,7 +302,7 @@ class Trainer:
         questions = [probe_questions(s, c.segment_size, k, self.qa_ids, self.rng) if stage >= 0 and k else [] for s, stage in zip(samples, stages)]
         probes = collate_probes(questions, self.device)
         with self._autocast():
-            out = self.train_model(**batch, gradient_checkpointing=c.gradient_checkpointing, lm_weight=c.lm_weight, probes=probes)
+            out = self.train_model(**batch, gradient_checkpointing=c.gradient_checkpointing, lm_weight=c.lm_weight, probes=probes, keep_weight=c.keep_weight)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.clip)

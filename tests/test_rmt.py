@@ -275,6 +275,20 @@ def test_a_closed_gate_keeps_the_memory_and_an_open_one_replaces_it() -> None:
     assert not torch.allclose(kept, replaced, atol=1e-2)
 
 
+def test_keep_weight_charges_each_change_of_the_memory() -> None:
+    model = make_rmt("llama", memory_update="gated")
+    context, (query, labels) = tokens(2, 3 * SEGMENT), question(2)
+    with torch.no_grad():
+        model.cell.gate.bias.fill_(-40.0)  # a closed gate: the memory never changes, nothing to charge
+        assert torch.equal(model(context, query, labels, keep_weight=5.0).loss, model(context, query, labels).loss)
+        model.cell.gate.bias.fill_(0.0)
+    plain = model(context, query, labels).loss
+    kept = model(context, query, labels, keep_weight=5.0).loss
+    assert kept > plain
+    kept.backward()
+    assert model.cell.gate.bias.grad.sum() > 0  # descending closes the gate
+
+
 def test_the_gate_starts_mostly_closed_and_learns() -> None:
     model = make_rmt("llama", memory_update="gated")
     assert torch.all(torch.sigmoid(model.cell.gate.bias) < 0.5) and not model.cell.gate.weight.any()

@@ -30,7 +30,7 @@ def plot_curve(records: list[dict], path: str | Path, title: str = "training cur
     for axis, x_key, x_label in ((axes[0], "step", "optimizer steps"), (axes[1], "minutes", "wall-clock minutes")):
         for index, stage in enumerate(stages):
             points = [r for r in records if r["stage"] == stage and x_key in r]
-            label = "direct (no memory)" if stage < 0 else ("facts only" if stage == 0 else f"{stage} segments")
+            label = "direct (no memory)" if stage < 0 else ("facts only" if stage == 0 else f"{stage} segment{'s' if stage > 1 else ''}")
             axis.plot([r[x_key] for r in points], [r["val_acc"] for r in points], ".-", color=colours(index / max(1, len(stages) - 1)), label=label, markersize=3)
         for r in records:
             if r.get("promoted_to") is not None and x_key in r:

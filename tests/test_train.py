@@ -158,3 +158,15 @@ def test_direct_turns_move_the_facts_before_the_extra_questions(tmp_path: Path) 
     assert turns[0][0][: len(facts)] == facts  # the story, then the first extra question
     asked = [tokenizer.decode(q[len(facts) if i == 0 else 0 :]) for i, (q, _) in enumerate(turns)]
     assert all(sample.question not in text for text in asked)  # the sample's own question comes last, once
+
+
+def test_the_training_curve_plots_a_log(tmp_path: Path) -> None:
+    from model.curve import plot_curve, read_log
+
+    log = tmp_path / "log.jsonl"
+    records = [{"step": 100 * i, "minutes": i, "stage": -1 if i < 2 else 0, "val_acc": i / 4, "promoted_to": 0 if i == 1 else None} for i in range(1, 4)]
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    plot_curve(read_log(log), tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="no evaluation records"):
+        plot_curve([], tmp_path / "empty.png")

@@ -198,30 +198,32 @@ SHIPPED = pytest.mark.skipif(not (ASSETS / "model.safetensors").is_file(), reaso
 SHARED = pytest.mark.skipif(not QA1_FILE.is_file() or not (DATA / "books" / "frankenstein.txt").is_file(), reason="shared bAbI/books absent")
 
 
-@pytest.fixture(scope="module")
-def shipped_qa1_at_2k() -> dict:
-    """Exact match of the shipped model on 50 held-out qa1 questions (val stories, the held-out book) at 2k tokens."""
+def shipped_qa1(length: str, samples: int) -> dict:
+    """Exact match of the shipped model on held-out qa1 questions (val stories, the held-out book)."""
     start = time.perf_counter()
     model = RecurrentMemoryTransformer.from_pretrained(ASSETS)
     tokenizer = load_tokenizer(ASSETS)
     noise = NoiseSource.from_directory(DATA / "books", include=["frankenstein"])
     generator = TaskGenerator(tokenizer, ["qa1"], babi_files={"qa1": QA1_FILE}, noise=noise, split="val", seed=0)
-    report = evaluate(model, tokenizer, generator, ["2k"], 50, depth_buckets=1, baselines=(), batch_size=10)
-    result = report["results"][0]
-    print(f"shipped model, qa1 at 2k: {result['accuracy']:.2f} of {result['n']} in {time.perf_counter() - start:.0f} s")
+    report = evaluate(model, tokenizer, generator, [length], samples, depth_buckets=1, baselines=("last_segment",), batch_size=25)
+    result = {**report["results"][0], "last_segment": report["baselines"]["last_segment"][0]["accuracy"]}
+    print(f"shipped model, qa1 at {length}: {result['accuracy']:.2f} of {result['n']} in {time.perf_counter() - start:.0f} s")
     return result
 
 
 @SHIPPED
 @SHARED
-def test_shipped_model_reads_clearly_above_chance_at_2k_tokens(shipped_qa1_at_2k: dict) -> None:
-    """Regression floor for the weights actually shipped: chance is 1/6 (six places)."""
-    assert shipped_qa1_at_2k["n"] == 50 and shipped_qa1_at_2k["accuracy"] >= 0.33
+def test_shipped_model_meets_the_4k_bar_and_the_memory_is_what_answers() -> None:
+    """The reader issue's bar at 4k (>= 90% on held-out stories in unseen text), on 50 questions;
+    the same model without its memory (last segment only) must be far below."""
+    result = shipped_qa1("4k", 50)
+    assert result["n"] == 50 and result["accuracy"] >= 0.9
+    assert result["last_segment"] <= result["accuracy"] - 0.4
 
 
 @SHIPPED
 @SHARED
-@pytest.mark.xfail(strict=True, reason="known miss: the CPU-trained default reader scores below the 90% bar (see assets/default/MODEL_CARD.md); remove this mark when a model that meets it ships")
-def test_shipped_model_answers_held_out_qa1_at_2k_tokens(shipped_qa1_at_2k: dict) -> None:
-    """The issue's bar: >= 90% of 50 held-out qa1 questions at 2k tokens."""
-    assert shipped_qa1_at_2k["n"] == 50 and shipped_qa1_at_2k["accuracy"] >= 0.9
+@pytest.mark.xfail(strict=True, reason="known miss: the shipped reader scores ~41% at 32k (bar 80%; see assets/default/MODEL_CARD.md); remove this mark when one that meets it ships")
+def test_shipped_model_meets_the_32k_bar() -> None:
+    result = shipped_qa1("32k", 20)
+    assert result["n"] == 20 and result["accuracy"] >= 0.8

@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--val-fraction", type=float, default=0.05, help="held-out fraction of stories, as in training (default 0.05)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--depth-buckets", type=int, default=5, metavar="K", help="depth buckets; 1 draws depths as they come (default 5)")
-    parser.add_argument("--batch-size", type=int, default=8, help="contexts read together (default 8)")
+    parser.add_argument("--batch-size", type=int, default=25, help="contexts read together (default 25)")
     parser.add_argument(
         "--autocast", choices=sorted(AUTOCAST),
         help="read contexts under autocast: faster only with native bf16 matmuls (GPUs, CPUs with AMX/AVX512-BF16), far slower without",

@@ -78,6 +78,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
+from model.backbone_cache import file_sha256
+
 FORMAT = "rmtqa-corpus/2"  # 2: the manifest records the sha256 of every file it references
 MANIFEST = "manifest.json"
 LOCK = "lock"
@@ -166,14 +168,6 @@ def memory_sha256(state: torch.Tensor) -> str:
     """sha256 of a memory state's float32 bytes (C order, little-endian)."""
     array = state.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4", copy=False)
     return hashlib.sha256(array.tobytes()).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # Files already checked in this process: (path, sha256, inode, size, mtime_ns).

@@ -223,7 +223,8 @@ def test_shipped_model_meets_the_4k_bar_and_the_memory_is_what_answers() -> None
 
 @SHIPPED
 @SHARED
-@pytest.mark.xfail(strict=True, reason="known miss: the shipped reader scores ~41% at 32k (bar 80%; see assets/default/MODEL_CARD.md); remove this mark when one that meets it ships")
-def test_shipped_model_meets_the_32k_bar() -> None:
+def test_shipped_model_meets_the_32k_bar_without_training_at_32k() -> None:
+    """The bar at 32k (>= 80%), twice the longest context trained on (16k), on 20 questions
+    (100 in the model card)."""
     result = shipped_qa1("32k", 20)
     assert result["n"] == 20 and result["accuracy"] >= 0.8

@@ -78,7 +78,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
-from model.backbone_cache import file_sha256
+from model.local_files import file_sha256
 
 FORMAT = "rmtqa-corpus/2"  # 2: the manifest records the sha256 of every file it references
 MANIFEST = "manifest.json"

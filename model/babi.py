@@ -341,27 +341,46 @@ _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augu
            "September", "October", "November", "December")
 
 
+# (statement, question, draw (key, value)) per kind of fact; `needle_questions` reads the
+# statements back, trying the kinds in this order.
+_NEEDLE_KINDS: tuple[tuple[str, str, Callable[[np.random.Generator], tuple[str, str]]], ...] = (
+    ("The function {key} is defined in {value}.", "Where is the function {key} defined?",
+     lambda rng: (f"{_pick(rng, _VERBS)}_{_pick(rng, _NOUNS)}", f"{_pick(rng, _DIRS)}/{_pick(rng, _NOUNS)}.py")),
+    ("The {key} total is {value}.", "What is the {key} total?",
+     lambda rng: (_pick(rng, _DOCUMENTS), f"{int(rng.integers(10, 100_000)):,} dollars")),
+    ("The access code for the {key} is {value}.", "What is the access code for the {key}?",
+     lambda rng: (_pick(rng, _ROOMS), str(int(rng.integers(1000, 1_000_000))))),
+    ("The project lead for {key} is {value}.", "Who is the project lead for {key}?",
+     lambda rng: (_pick(rng, _PROJECTS), f"{_pick(rng, _FIRST)} {_pick(rng, _LAST)}")),
+    ("The {key} is scheduled for {value}.", "When is the {key} scheduled?",
+     lambda rng: (_pick(rng, _EVENTS), f"{_pick(rng, _MONTHS)} {int(rng.integers(1, 29))}")),
+    ("The {key} is {value}.", "What is the {key}?",
+     lambda rng: (_pick(rng, _TERMS), f"{int(rng.integers(2, 181))} days")),
+)
+_NEEDLE_PATTERNS = [
+    re.compile("^" + re.escape(statement).replace(r"\{key\}", "(?P<key>.+?)").replace(r"\{value\}", "(?P<value>.+)") + "$")
+    for statement, _, _ in _NEEDLE_KINDS
+]
+
+
 def _needle_fact(rng: np.random.Generator) -> tuple[str, str, str]:
     """(statement, question, answer) from a random template with random key and value."""
-    kind = int(rng.integers(6))
-    if kind == 0:
-        key, value = _pick(rng, _TERMS), f"{int(rng.integers(2, 181))} days"
-        return f"The {key} is {value}.", f"What is the {key}?", value
-    if kind == 1:
-        name = f"{_pick(rng, _VERBS)}_{_pick(rng, _NOUNS)}"
-        path = f"{_pick(rng, _DIRS)}/{_pick(rng, _NOUNS)}.py"
-        return f"The function {name} is defined in {path}.", f"Where is the function {name} defined?", path
-    if kind == 2:
-        key, value = _pick(rng, _DOCUMENTS), f"{int(rng.integers(10, 100_000)):,} dollars"
-        return f"The {key} total is {value}.", f"What is the {key} total?", value
-    if kind == 3:
-        room, code = _pick(rng, _ROOMS), str(int(rng.integers(1000, 1_000_000)))
-        return f"The access code for the {room} is {code}.", f"What is the access code for the {room}?", code
-    if kind == 4:
-        project, person = _pick(rng, _PROJECTS), f"{_pick(rng, _FIRST)} {_pick(rng, _LAST)}"
-        return f"The project lead for {project} is {person}.", f"Who is the project lead for {project}?", person
-    event, date = _pick(rng, _EVENTS), f"{_pick(rng, _MONTHS)} {int(rng.integers(1, 29))}"
-    return f"The {event} is scheduled for {date}.", f"When is the {event} scheduled?", date
+    statement, question, draw = _NEEDLE_KINDS[int(rng.integers(len(_NEEDLE_KINDS)))]
+    key, value = draw(rng)
+    return statement.format(key=key, value=value), question.format(key=key), value
+
+
+def needle_questions(facts: Sequence[str]) -> list[tuple[str, str]]:
+    """The question each needle statement answers, with its answer, in order; other
+    statements are ignored. Lets a needle sample supervise every fact it states, not one."""
+    found = []
+    for fact in facts:
+        for pattern, (_, question, _) in zip(_NEEDLE_PATTERNS, _NEEDLE_KINDS):
+            match = pattern.match(fact)
+            if match:
+                found.append((question.format(key=match["key"]), match["value"]))
+                break
+    return found
 
 
 def generate_needle(rng: np.random.Generator, num_distractors: int = 0) -> BabiSample:

@@ -3,8 +3,9 @@
 The curriculum grows the number of context segments (facts only -> 1 -> 2 -> 4 -> ...); the
 next stage starts when teacher-forced exact match on held-out samples passes a threshold.
 Half of every batch comes from the current stage, the rest from shorter ones, so earlier
-skills are not forgotten. Checkpoints are resumable (weights, optimizer and data position, all
-safetensors + JSON, never pickle); `log.jsonl` gets one JSON object per log step.
+skills are not forgotten; `anchor_batch` adds a fixed share of the memoryless stages.
+Checkpoints are resumable (weights, optimizer and data position, all safetensors + JSON, never
+pickle); `log.jsonl` gets one JSON object per log step.
 """
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from model.backbones import build_pretrained_rmt, build_rmt, tiny_llama_config
-from model.babi import where_is_questions
+from model.babi import needle_questions, where_is_questions
 from model.distributed import Distributed
-from model.rmt import IGNORE_INDEX, Probe, RecurrentMemoryTransformer
+from model.rmt import IGNORE_INDEX, Probe, RecurrentMemoryTransformer, RMTOutput
 from model.tasks import ANSWER_TEMPLATE, QUESTION_TEMPLATE, NoiseSource, TaskGenerator, TaskSample, direct_sample
 from model.tokenizer import SP_FILE, HFTokenizer, SentencePieceTokenizer, load_tokenizer
 
@@ -59,6 +60,10 @@ class TrainConfig:
     # segment's memory; in the direct stage, extra questions over the same facts. 0 = off.
     probe_questions: int = 0
     batch_size: int | list[int] = 8  # one size, or one per curriculum stage (long stages cost more per sample)
+    # Samples of the memoryless stages (direct and facts only) added to every step once they are
+    # passed, in a second, short pass: a fixed share of the lowest rungs, which otherwise fade to a
+    # sample or two per batch at long stages and decay (R0/R1). 0 = off.
+    anchor_batch: int = 0
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 200
@@ -155,9 +160,12 @@ def draw_sample(tasks: TaskGenerator, stage: int, segment_size: int, rng: random
 
 def known_questions(sample: TaskSample, stated: int) -> list[tuple[str, str]]:
     """Questions the first `stated` facts of a sample answer: for qa1 every actor's "Where is
-    X?"; for other tasks the sample's own question once its supporting facts are stated."""
+    X?", for needles every fact's own question; for other tasks the sample's own question once
+    its supporting facts are stated."""
     if sample.task == "qa1":
         return where_is_questions(sample.facts[:stated])
+    if sample.task == "needle":
+        return needle_questions(sample.facts[:stated])
     return [(sample.question, sample.answer)] if max(sample.supporting, default=0) < stated else []
 
 
@@ -179,7 +187,7 @@ def direct_turns(sample: TaskSample, count: int, qa: QA, rng: random.Random) -> 
     own question: the facts, then question-answer turns, then its question (whose ids it
     already starts with the facts, which move to the first turn). One pass over the story
     supervises several bindings for the price of a few tokens."""
-    pairs = [(q, a) for q, a in where_is_questions(sample.facts) if q != sample.question]
+    pairs = [(q, a) for q, a in known_questions(sample, len(sample.facts)) if q != sample.question]
     turns = [qa(q, a) for q, a in rng.sample(pairs, min(count, len(pairs)))]
     if not turns:
         return []
@@ -287,13 +295,17 @@ class Trainer:
         enabled = self.config.precision == "bf16"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
-    def train_step(self) -> dict:
+    def anchor_samples(self) -> tuple[list[TaskSample], list[int]]:
+        """`anchor_batch` samples of the passed memoryless stages (see `anchor_batch`), or none."""
         c = self.config
-        self.model.train()
-        lr = self.lr_at(self.step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        samples, stages = self.batch_samples()
+        passed = [stage for stage in c.curriculum[: self.stage_index] if stage <= 0]
+        size = self.dist.share(c.anchor_batch) if passed else 0
+        stages = [passed[i % len(passed)] for i in range(size)]
+        return [draw_sample(self.train_tasks, stage, c.segment_size, self.rng) for stage in stages], stages
+
+    def _forward_backward(self, samples: list[TaskSample], stages: list[int]) -> tuple[RMTOutput, int]:
+        """One pass over some samples (with their extra turns and probes); gradients accumulate."""
+        c = self.config
         k = c.probe_questions
         turns = [direct_turns(s, k, self.qa_ids, self.rng) if stage < 0 and k else [] for s, stage in zip(samples, stages)]
         if any(turns):  # the facts moved into the first turn
@@ -303,17 +315,29 @@ class Trainer:
         probes = collate_probes(questions, self.device)
         with self._autocast():
             out = self.train_model(**batch, gradient_checkpointing=c.gradient_checkpointing, lm_weight=c.lm_weight, probes=probes, keep_weight=c.keep_weight)
-        self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.clip)
-        self.optimizer.step()
-        self.step += 1
         tokens = sum(len(s.context_ids) for s in samples) + _count(batch["query_ids"], batch["query_mask"])
-        tokens += sum(_count(p.query_ids, p.query_mask) for p in probes)
-        info = {"loss": float(out.loss.detach()), "acc": float(out.answer_correct.float().mean()), "grad_norm": float(grad_norm), "lr": lr, "tokens": tokens}
+        return out, tokens + sum(_count(p.query_ids, p.query_mask) for p in probes)
+
+    def train_step(self) -> dict:
+        c = self.config
+        self.model.train()
+        lr = self.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        out, tokens = self._forward_backward(*self.batch_samples())
+        info = {"loss": float(out.loss.detach()), "acc": float(out.answer_correct.float().mean()), "lr": lr}
         if out.probe_correct is not None and out.probe_correct.numel():
             info["probe_acc"] = float(out.probe_correct.float().mean())
-        return info
+        anchors, anchor_stages = self.anchor_samples()
+        if anchors:
+            anchor_out, anchor_tokens = self._forward_backward(anchors, anchor_stages)
+            info["anchor_acc"], tokens = float(anchor_out.answer_correct.float().mean()), tokens + anchor_tokens
+        info["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.clip))
+        self.optimizer.step()
+        self.step += 1
+        return {**info, "tokens": tokens}
 
     @torch.no_grad()
     def evaluate(self, stage: int | None = None, samples: int | None = None) -> float:
@@ -421,9 +445,10 @@ class Trainer:
                     "steps_per_min": 60 * len(window) / train_seconds,
                     "minutes": round(self.elapsed_minutes, 2),
                 }
-                probe = [w["probe_acc"] for w in window if "probe_acc" in w]
-                if probe:
-                    record["train_probe_acc"] = sum(probe) / len(probe)
+                for key in ("probe_acc", "anchor_acc"):
+                    seen = [w[key] for w in window if key in w]
+                    if seen:
+                        record[f"train_{key}"] = sum(seen) / len(seen)
                 window = []
                 self.history.append(record)
                 promoted = self.dist.from_main(acc >= self.promote_at and self.stage_index + 1 < len(c.curriculum))

@@ -21,6 +21,7 @@ from model.babi import (
     babi_files,
     generate_babi,
     generate_needle,
+    needle_questions,
     parse_babi,
     split_babi,
 )
@@ -242,6 +243,15 @@ def test_needles_answer_from_one_fact():
         templates |= {n for n, shape in enumerate(NEEDLE_QUESTIONS) if re.fullmatch(shape, s.question)}
     assert templates == set(range(len(NEEDLE_QUESTIONS)))  # several templates, all in use
     assert len({generate_needle(rng).answer for _ in range(100)}) > 50  # not memorisable
+
+
+def test_needle_questions_read_every_statement_back():
+    rng = np.random.default_rng(5)
+    for _ in range(100):
+        s = generate_needle(rng, num_distractors=2)
+        asked = needle_questions(["Mary went to the kitchen.", *s.facts])  # non-needle statements are skipped
+        assert len(asked) == 3 and (s.question, s.answer) == asked[s.supporting[0]]
+        assert all(answer in fact for (_, answer), fact in zip(asked, s.facts))
 
 
 # --- noise --------------------------------------------------------------------------------

@@ -63,6 +63,19 @@ def test_a_short_run_learns_recall_through_memory_well_above_chance(tmp_path: Pa
     assert report["results"][0]["accuracy"] >= 0.5  # greedy generation, exact match
 
 
+def test_anchors_add_the_passed_memoryless_stages_to_every_step(tmp_path: Path) -> None:
+    trainer = Trainer(config(tmp_path, curriculum=[-1, 0, 1], anchor_batch=6, max_steps=1))
+    assert trainer.anchor_samples() == ([], [])  # nothing passed yet
+    trainer.stage_index = 1
+    assert trainer.anchor_samples()[1] == [-1] * 6
+    trainer.stage_index = 2
+    samples, stages = trainer.anchor_samples()
+    assert stages == [-1, 0] * 3
+    assert all(not s.context_ids for s, stage in zip(samples, stages) if stage < 0)  # direct: facts in the query
+    info = trainer.train_step()
+    assert 0.0 <= info["anchor_acc"] <= 1.0 and info["tokens"] > sum(len(s.context_ids) for s in samples)
+
+
 def checkpoint_files(run: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in (run / "checkpoint").iterdir()}
 
@@ -140,8 +153,12 @@ def test_probes_ask_what_the_facts_stated_so_far_answer(tmp_path: Path) -> None:
     last = [(decode(q), decode(a)) for after, q, a in probes if after == segments]
     assert sorted(last) == [("Where is John?", "garden"), ("Where is Mary?", "office")]
 
-    needle = replace(sample, task="needle", question="What is the code?", answer="42", supporting=[1])
-    assert known_questions(needle, 1) == [] and known_questions(needle, 2) == [("What is the code?", "42")]
+    needle_facts = ["The access code for the vault is 4417.", "The warranty period is 90 days."]
+    needle = replace(sample, task="needle", facts=needle_facts, question="What is the warranty period?", answer="90 days", supporting=[1])
+    assert known_questions(needle, 1) == [("What is the access code for the vault?", "4417")]  # every fact stated, not only its own
+    assert known_questions(needle, 2)[1] == ("What is the warranty period?", "90 days")
+    other = replace(sample, task="qa2", question="Where is the milk?", answer="office", supporting=[1])
+    assert known_questions(other, 1) == [] and known_questions(other, 2) == [("Where is the milk?", "office")]
 
 
 def test_direct_turns_move_the_facts_before_the_extra_questions(tmp_path: Path) -> None:

@@ -55,6 +55,9 @@ class TrainConfig:
     # context segments per stage; 0 = facts only, -1 = facts in the answering segment (no memory)
     curriculum: list[int] = field(default_factory=lambda: [-1, 0, 1, 2, 4, 8, 16])
     promote_at: float | list[float] = 0.9  # one threshold, or one per curriculum stage
+    # [step, stage] pairs: after that step the curriculum moves to that stage whatever validation
+    # says (logged as "scheduled_to"); a hand-made schedule, written down so a run reproduces it.
+    stage_at_step: list[list[int]] = field(default_factory=list)
     # Per-segment state supervision: after every context segment, up to this many questions
     # about facts stated so far (qa1: "Where is X?" per actor placed), answered from that
     # segment's memory; in the direct stage, extra questions over the same facts. 0 = off.
@@ -88,7 +91,11 @@ class TrainConfig:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown training settings in {path}: {', '.join(sorted(unknown))}")
-        return cls(**data)
+        config = cls(**data)
+        missing = [stage for _, stage in config.stage_at_step if stage not in config.curriculum]
+        if missing:
+            raise ValueError(f"stage_at_step in {path} names stages not in the curriculum: {missing}")
+        return config
 
 
 def _resolve(path: str | None) -> Path | None:
@@ -426,6 +433,7 @@ class Trainer:
         start = self._fit_start = time.time()
         bar = tqdm(total=c.max_steps, initial=self.step, disable=not progress or not self.dist.is_main, dynamic_ncols=True)
         window: list[dict] = []
+        scheduled = {step: stage for step, stage in c.stage_at_step}
         while self.step < c.max_steps:
             if self.dist.from_main(c.max_minutes is not None and time.time() - start > 60 * c.max_minutes):
                 break
@@ -455,8 +463,12 @@ class Trainer:
                 if promoted:
                     self.stage_index += 1
                 record["promoted_to"] = self.stage if promoted else None
+                if self.step in scheduled:
+                    record["scheduled_to"] = scheduled[self.step]
                 self.log(record)
                 bar.set_postfix(stage=record["stage"], loss=f"{record['loss']:.3f}", val=f"{acc:.2f}")
+            if self.step in scheduled:
+                self.stage_index = c.curriculum.index(scheduled[self.step])
             if self.step % c.save_every == 0:
                 self.save()
         self.save(final=True)

@@ -111,6 +111,18 @@ def test_the_curriculum_promotes_when_validation_passes_the_threshold(tmp_path: 
     assert trainer.stage == 2
 
 
+def test_a_stage_schedule_moves_the_curriculum_whatever_validation_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trainer = Trainer(config(tmp_path, curriculum=[0, 1, 2, 4], promote_at=0.9, eval_every=1, max_steps=4, stage_at_step=[[1, 2], [3, 4]]))
+    monkeypatch.setattr(trainer, "evaluate", lambda: 0.1)
+    trainer.fit(progress=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["promoted_to"], r.get("scheduled_to")) for r in log] == [(0, None, 2), (2, None, None), (2, None, 4), (4, None, None)]
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"curriculum": [0, 1], "stage_at_step": [[5, 16]]}))
+    with pytest.raises(ValueError, match="not in the curriculum"):
+        TrainConfig.load(path)
+
+
 def test_rmtqa_train_applies_overrides_prints_a_summary_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     settings = config(tmp_path, backbone={**TINY, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1}, eval_every=2)
     path = tmp_path / "train.json"

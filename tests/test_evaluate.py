@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from app.cli import main
+from app.commands.evaluate import NEEDLE_SEED
 from model.babi import BabiSample
 from model.backbones import build_rmt, tiny_llama_config
 from model.evaluate import bm25_context, bm25_segment, evaluate, exact_match, normalize_answer
@@ -191,16 +192,20 @@ SHIPPED = pytest.mark.skipif(not (ASSETS / "model.safetensors").is_file(), reaso
 SHARED = pytest.mark.skipif(not QA1_FILE.is_file() or not (DATA / "books" / "frankenstein.txt").is_file(), reason="shared bAbI/books absent")
 
 
-def shipped_qa1(length: str, samples: int) -> dict:
-    """Exact match of the shipped model on held-out qa1 questions (val stories, the held-out book)."""
+def shipped_reader(length: str, samples: int, task: str = "qa1") -> dict:
+    """Exact match of the shipped model on held-out questions in the held-out book: qa1 val
+    stories, or needles from the seed `rmtqa eval --task needle` uses (never trained on)."""
     start = time.perf_counter()
     model = RecurrentMemoryTransformer.from_pretrained(ASSETS)
     tokenizer = load_tokenizer(ASSETS)
     noise = NoiseSource.from_directory(DATA / "books", include=["frankenstein"])
-    generator = TaskGenerator(tokenizer, ["qa1"], babi_files={"qa1": QA1_FILE}, noise=noise, split="val", seed=0)
+    if task == "needle":
+        generator = TaskGenerator(tokenizer, ["needle"], noise=noise, seed=NEEDLE_SEED, needle_probability=1.0)
+    else:
+        generator = TaskGenerator(tokenizer, ["qa1"], babi_files={"qa1": QA1_FILE}, noise=noise, split="val", seed=0)
     report = evaluate(model, tokenizer, generator, [length], samples, depth_buckets=1, baselines=("last_segment",), batch_size=25)
     result = {**report["results"][0], "last_segment": report["baselines"]["last_segment"][0]["accuracy"]}
-    print(f"shipped model, qa1 at {length}: {result['accuracy']:.2f} of {result['n']} in {time.perf_counter() - start:.0f} s")
+    print(f"shipped model, {task} at {length}: {result['accuracy']:.2f} of {result['n']} in {time.perf_counter() - start:.0f} s")
     return result
 
 
@@ -209,7 +214,7 @@ def shipped_qa1(length: str, samples: int) -> dict:
 def test_shipped_model_meets_the_4k_bar_and_the_memory_is_what_answers() -> None:
     """The reader issue's bar at 4k (>= 90% on held-out stories in unseen text), on 50 questions;
     the same model without its memory (last segment only) must be far below."""
-    result = shipped_qa1("4k", 50)
+    result = shipped_reader("4k", 50)
     assert result["n"] == 50 and result["accuracy"] >= 0.9
     assert result["last_segment"] <= result["accuracy"] - 0.4
 
@@ -219,5 +224,16 @@ def test_shipped_model_meets_the_4k_bar_and_the_memory_is_what_answers() -> None
 def test_shipped_model_meets_the_32k_bar_without_training_at_32k() -> None:
     """The bar at 32k (>= 80%), twice the longest context trained on (16k), on 20 questions
     (100 in the model card)."""
-    result = shipped_qa1("32k", 20)
+    result = shipped_reader("32k", 20)
     assert result["n"] == 20 and result["accuracy"] >= 0.8
+
+
+@SHIPPED
+@SHARED
+def test_shipped_model_reads_document_facts_through_its_memory() -> None:
+    """Needles at 4k on 25 questions: far above the same model without its memory. Not the
+    issue's bar (>= 90% at 32k; the model card has 61% at 4k and 29% at 32k, n = 100), a floor
+    that catches a reader that stops reading them."""
+    result = shipped_reader("4k", 25, task="needle")
+    assert result["n"] == 25 and result["accuracy"] >= 0.4
+    assert result["last_segment"] <= 0.15

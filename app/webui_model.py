@@ -28,13 +28,14 @@ NOT_EVAL = {"config.json", "tokenizer.json", "tokenizer_config.json", "train_con
 MIN_N = 20
 MAX_INLINE_IMAGE = 2 << 20  # bytes; a card's larger images are left as links
 
-# bAbI tasks in words (Weston et al. 2015), as a user would recognise them.
+# The tasks in words (bAbI: Weston et al. 2015), as a user would recognise them.
 TASKS = {
     "qa1": "where a person is after moving around (\u201cWhere is Mary?\u201d)",
     "qa2": "where an object is, through the person carrying it (\u201cWhere is the football?\u201d)",
     "qa3": "where an object was before a place (\u201cWhere was the apple before the kitchen?\u201d)",
     "qa4": "how places lie to each other (\u201cWhat is north of the kitchen?\u201d)",
     "qa5": "who gave what to whom (\u201cWho gave the milk to Jeff?\u201d)",
+    "needle": "a fact stated once in a document, such as a code, amount, date, name or file location (\u201cWhat is the access code for the archive?\u201d)",
 }
 
 
@@ -168,7 +169,7 @@ def plain_summary(directory: str | Path | None) -> str:
     untrained = [t for t in evaluated_tasks(directory) if t not in tasks]
     if tasks:
         what = "; ".join(f"**{t}**: {TASKS.get(t, 'a task of that name')}" for t in tasks)
-        trained = f"The reader `{name}` was trained to answer bAbI-style questions hidden in long text \u2014 {what}."
+        trained = f"The reader `{name}` was trained to answer questions whose facts are hidden in long text \u2014 {what}."
     else:
         trained = f"The reader `{name}` has no record of what it was trained to answer."
     if untrained:

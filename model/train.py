@@ -91,11 +91,15 @@ class TrainConfig:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown training settings in {path}: {', '.join(sorted(unknown))}")
-        config = cls(**data)
-        missing = [stage for _, stage in config.stage_at_step if stage not in config.curriculum]
+        try:
+            return cls(**data)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from error
+
+    def __post_init__(self) -> None:
+        missing = [stage for _, stage in self.stage_at_step if stage not in self.curriculum]
         if missing:
-            raise ValueError(f"stage_at_step in {path} names stages not in the curriculum: {missing}")
-        return config
+            raise ValueError(f"stage_at_step names stages not in the curriculum: {missing}")
 
 
 def _resolve(path: str | None) -> Path | None:

@@ -341,31 +341,38 @@ _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augu
            "September", "October", "November", "December")
 
 
-# (statement, question, draw (key, value)) per kind of fact; `needle_questions` reads the
-# statements back, trying the kinds in this order.
-_NEEDLE_KINDS: tuple[tuple[str, str, Callable[[np.random.Generator], tuple[str, str]]], ...] = (
-    ("The function {key} is defined in {value}.", "Where is the function {key} defined?",
+# (kind, statement, question, draw (key, value)) per kind of fact; `needle_questions` reads the
+# statements back and `needle_kind` the questions, trying the kinds in this order (the
+# catch-all "What is the {key}?" last).
+_NEEDLE_KINDS: tuple[tuple[str, str, str, Callable[[np.random.Generator], tuple[str, str]]], ...] = (
+    ("file path", "The function {key} is defined in {value}.", "Where is the function {key} defined?",
      lambda rng: (f"{_pick(rng, _VERBS)}_{_pick(rng, _NOUNS)}", f"{_pick(rng, _DIRS)}/{_pick(rng, _NOUNS)}.py")),
-    ("The {key} total is {value}.", "What is the {key} total?",
+    ("dollar amount", "The {key} total is {value}.", "What is the {key} total?",
      lambda rng: (_pick(rng, _DOCUMENTS), f"{int(rng.integers(10, 100_000)):,} dollars")),
-    ("The access code for the {key} is {value}.", "What is the access code for the {key}?",
+    ("access code", "The access code for the {key} is {value}.", "What is the access code for the {key}?",
      lambda rng: (_pick(rng, _ROOMS), str(int(rng.integers(1000, 1_000_000))))),
-    ("The project lead for {key} is {value}.", "Who is the project lead for {key}?",
+    ("person", "The project lead for {key} is {value}.", "Who is the project lead for {key}?",
      lambda rng: (_pick(rng, _PROJECTS), f"{_pick(rng, _FIRST)} {_pick(rng, _LAST)}")),
-    ("The {key} is scheduled for {value}.", "When is the {key} scheduled?",
+    ("date", "The {key} is scheduled for {value}.", "When is the {key} scheduled?",
      lambda rng: (_pick(rng, _EVENTS), f"{_pick(rng, _MONTHS)} {int(rng.integers(1, 29))}")),
-    ("The {key} is {value}.", "What is the {key}?",
+    ("day count", "The {key} is {value}.", "What is the {key}?",
      lambda rng: (_pick(rng, _TERMS), f"{int(rng.integers(2, 181))} days")),
 )
-_NEEDLE_PATTERNS = [
-    re.compile("^" + re.escape(statement).replace(r"\{key\}", "(?P<key>.+?)").replace(r"\{value\}", "(?P<value>.+)") + "$")
-    for statement, _, _ in _NEEDLE_KINDS
-]
+NEEDLE_KINDS = tuple(kind for kind, _, _, _ in _NEEDLE_KINDS)
+
+
+def _template_pattern(template: str) -> re.Pattern:
+    """A template's text with its {key} (shortest) and {value} (rest) as named groups."""
+    return re.compile("^" + re.escape(template).replace(r"\{key\}", "(?P<key>.+?)").replace(r"\{value\}", "(?P<value>.+)") + "$")
+
+
+_STATEMENT_PATTERNS = [_template_pattern(statement) for _, statement, _, _ in _NEEDLE_KINDS]
+_QUESTION_PATTERNS = [_template_pattern(question) for _, _, question, _ in _NEEDLE_KINDS]
 
 
 def _needle_fact(rng: np.random.Generator) -> tuple[str, str, str]:
     """(statement, question, answer) from a random template with random key and value."""
-    statement, question, draw = _NEEDLE_KINDS[int(rng.integers(len(_NEEDLE_KINDS)))]
+    _, statement, question, draw = _NEEDLE_KINDS[int(rng.integers(len(_NEEDLE_KINDS)))]
     key, value = draw(rng)
     return statement.format(key=key, value=value), question.format(key=key), value
 
@@ -375,12 +382,21 @@ def needle_questions(facts: Sequence[str]) -> list[tuple[str, str]]:
     statements are ignored. Lets a needle sample supervise every fact it states, not one."""
     found = []
     for fact in facts:
-        for pattern, (_, question, _) in zip(_NEEDLE_PATTERNS, _NEEDLE_KINDS):
+        for pattern, (_, _, question, _) in zip(_STATEMENT_PATTERNS, _NEEDLE_KINDS):
             match = pattern.match(fact)
             if match:
                 found.append((question.format(key=match["key"]), match["value"]))
                 break
     return found
+
+
+def needle_kind(question: str) -> str | None:
+    """Which kind of document fact (`NEEDLE_KINDS`) a needle question asks for, or None: lets
+    an evaluation say which kinds the reader keeps (digit strings are the hard ones)."""
+    for pattern, (kind, _, _, _) in zip(_QUESTION_PATTERNS, _NEEDLE_KINDS):
+        if pattern.match(question):
+            return kind
+    return None
 
 
 def generate_needle(rng: np.random.Generator, num_distractors: int = 0) -> BabiSample:

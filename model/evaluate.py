@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from model.babi import needle_kind
 from model.rmt import RecurrentMemoryTransformer
 from model.tasks import TaskGenerator, TaskSample, parse_length
 from model.tokenizer import Tokenizer
@@ -136,15 +137,21 @@ def method_contexts(method: str, samples: Sequence[TaskSample], tokenizer: Token
 # ----------------------------------------------------------------- the evaluation
 
 
-def _summary(hits: list[tuple[int, bool]], buckets: int) -> dict:
-    """Accuracy overall and per depth bucket from (bucket, correct) pairs; None where empty."""
+def _summary(hits: list[tuple[int, str | None, bool]], buckets: int) -> dict:
+    """Accuracy overall, per depth bucket (None where empty) and, when the questions have
+    kinds (document facts: `needle_kind`), per kind, from (bucket, kind, correct) triples."""
     labels = bucket_labels(buckets)
     by_depth = []
     for b in range(buckets):
-        cell = [ok for bucket, ok in hits if bucket == b]
+        cell = [ok for bucket, _, ok in hits if bucket == b]
         by_depth.append({"depth": labels[b], "accuracy": sum(cell) / len(cell) if cell else None, "n": len(cell)})
-    accuracy = sum(ok for _, ok in hits) / len(hits) if hits else None
-    return {"accuracy": accuracy, "n": len(hits), "by_depth": by_depth}
+    accuracy = sum(ok for _, _, ok in hits) / len(hits) if hits else None
+    summary = {"accuracy": accuracy, "n": len(hits), "by_depth": by_depth}
+    kinds = sorted({kind for _, kind, _ in hits if kind is not None})
+    if kinds:
+        cells = {kind: [ok for _, k, ok in hits if k == kind] for kind in kinds}
+        summary["by_kind"] = [{"kind": kind, "accuracy": sum(cell) / len(cell), "n": len(cell)} for kind, cell in cells.items()]
+    return summary
 
 
 def _groups(
@@ -195,7 +202,8 @@ def evaluate(
     read in batches of `batch_size`; answers are generated one sample at a time. Returns
     {"task", "depth_buckets", "results": [{"length", "accuracy", "n", "by_depth", "seconds",
     "read_seconds", "tokens_per_s"}, ...], "baselines": {name: [{"length", "accuracy", "n",
-    "by_depth"}, ...]}}.
+    "by_depth"}, ...]}}; with document facts, results and baselines also have "by_kind"
+    ([{"kind", "accuracy", "n"}, ...]).
     """
     from tqdm import tqdm
 
@@ -213,11 +221,12 @@ def evaluate(
     try:
         for length, group, _ in groups:
             bar.set_postfix_str(f"length {length:,}")
-            hits: dict[str, list[tuple[int, bool]]] = {name: [] for name in ("rmt", *baselines)}
+            hits: dict[str, list[tuple[int, str | None, bool]]] = {name: [] for name in ("rmt", *baselines)}
             start, read_seconds, read_tokens = time.perf_counter(), 0.0, 0
             for batch in _batches(group, batch_size):
                 tasks.update(s.task for s in batch)
                 buckets = [depth_bucket(s.depth, depth_buckets) for s in batch]
+                kinds = [needle_kind(s.question) if s.task == "needle" else None for s in batch]
                 for method in hits:
                     t0 = time.perf_counter()
                     contexts = method_contexts(method, batch, tokenizer, segment)
@@ -227,7 +236,7 @@ def evaluate(
                         read_tokens += sum(len(c) for c in contexts)
                     for i, sample in enumerate(batch):
                         prediction = answer(model, tokenizer, memory[i], sample.question_ids, max_new_tokens)
-                        hits[method].append((buckets[i], exact_match(prediction, sample.answer)))
+                        hits[method].append((buckets[i], kinds[i], exact_match(prediction, sample.answer)))
             seconds = time.perf_counter() - start
             results.append(
                 {

@@ -161,6 +161,9 @@ def test_eval_needle_needs_no_babi_file_and_reports_like_qa(capsys, tiny_model_d
     report = json.loads(lines[0])
     assert report["task"] == "needle" and report["split"] is None
     assert report["results"][0]["n"] == 3 and set(report["baselines"]) == {"last_segment", "bm25"}
+    for result in (report["results"][0], report["baselines"]["bm25"][0]):  # which kinds of fact it keeps
+        assert sum(cell["n"] for cell in result["by_kind"]) == 3
+        assert sum(cell["accuracy"] * cell["n"] for cell in result["by_kind"]) == pytest.approx(3 * result["accuracy"])
     code, lines, err = run_eval(capsys, "--model", str(tiny_model_dir), "--task", "needle", "--babi", str(data_dir / "qa1_tiny.txt"), "--noise", str(data_dir / "books"), "--lengths", "150")
     assert code == 1 and "leave out --babi" in err and len(err.splitlines()) == 1
 

@@ -20,7 +20,9 @@ from model.babi import (
     BabiSample,
     babi_files,
     generate_babi,
+    NEEDLE_KINDS,
     generate_needle,
+    needle_kind,
     needle_questions,
     parse_babi,
     split_babi,
@@ -252,6 +254,21 @@ def test_needle_questions_read_every_statement_back():
         asked = needle_questions(["Mary went to the kitchen.", *s.facts])  # non-needle statements are skipped
         assert len(asked) == 3 and (s.question, s.answer) == asked[s.supporting[0]]
         assert all(answer in fact for (_, answer), fact in zip(asked, s.facts))
+
+
+def test_needle_kind_names_the_kind_of_every_question():
+    rng = np.random.default_rng(9)
+    seen = set()
+    for _ in range(300):
+        s = generate_needle(rng)
+        kind = needle_kind(s.question)
+        seen.add(kind)
+        # the answer has its kind's shape (the catch-all "What is the X?" must not take the others)
+        shape = {"file path": r"\w+/\w+\.py", "dollar amount": r"[\d,]+ dollars", "access code": r"\d{4,6}",
+                 "person": r"[A-Z]\w+ [A-Z]\w+", "date": r"[A-Z]\w+ \d{1,2}", "day count": r"\d+ days"}[kind]
+        assert re.fullmatch(shape, s.answer), (kind, s.answer)
+    assert seen == set(NEEDLE_KINDS)
+    assert needle_kind("Where is Mary?") is None
 
 
 # --- noise --------------------------------------------------------------------------------

@@ -140,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def table(report: dict) -> str:
-    """Accuracy per length for people: the model, each baseline, n and reading speed."""
+    """Accuracy per length for people: the model, each baseline, n and reading speed (and,
+    for document facts, the model's accuracy per kind of fact)."""
     from model.evaluate import format_length
 
     names = list(report["baselines"])
@@ -153,4 +154,8 @@ def table(report: dict) -> str:
             f"{format_length(result['length']):>8} {shown[0]:>6} " + " ".join(f"{s:>12}" for s in shown[1:])
             + f" {result['n']:>5} {result['tokens_per_s'] or '-':>8}"
         )
+    for result in report["results"]:
+        if "by_kind" in result:  # document facts: which kinds the reader keeps
+            kinds = ", ".join(f"{cell['kind']} {cell['accuracy']:.2f} (n={cell['n']})" for cell in result["by_kind"])
+            lines.append(f"{format_length(result['length'])} by kind: {kinds}")
     return "\n".join(lines)

@@ -70,7 +70,10 @@ class TrainConfig:
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 200
-    max_steps: int = 20000
+    max_steps: int = 20000  # training stops here
+    # where the cosine reaches min_lr (default max_steps): a run stopped early and a later run
+    # that resumes it with another horizon (a final anneal) are both written down exactly
+    decay_steps: int | None = None
     max_minutes: float | None = None
     weight_decay: float = 0.01
     clip: float = 1.0
@@ -274,7 +277,8 @@ class Trainer:
         c = self.config
         if step < c.warmup_steps:
             return c.lr * (step + 1) / c.warmup_steps
-        progress = min(1.0, (step - c.warmup_steps) / max(1, c.max_steps - c.warmup_steps))
+        horizon = c.max_steps if c.decay_steps is None else c.decay_steps
+        progress = min(1.0, (step - c.warmup_steps) / max(1, horizon - c.warmup_steps))
         return c.lr * (c.min_lr_ratio + (1 - c.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     @property

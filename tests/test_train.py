@@ -101,6 +101,14 @@ def test_resuming_continues_the_step_counter_and_optimizer_state(tmp_path: Path)
     assert all(int(state["step"]) == 5 for state in resumed.optimizer.state_dict()["state"].values())
 
 
+def test_decay_steps_set_the_learning_rate_horizon_and_max_steps_only_where_training_stops(tmp_path: Path) -> None:
+    stopped_early = Trainer(config(tmp_path, lr=1e-3, min_lr_ratio=0.1, warmup_steps=10, max_steps=25, decay_steps=1010))
+    full = Trainer(config(tmp_path / "full", lr=1e-3, min_lr_ratio=0.1, warmup_steps=10, max_steps=1010))
+    assert all(stopped_early.lr_at(step) == full.lr_at(step) for step in (0, 9, 10, 24))  # the run it was cut from
+    annealed = Trainer(config(tmp_path / "anneal", lr=1e-3, min_lr_ratio=0.1, warmup_steps=10, max_steps=25))
+    assert annealed.lr_at(25) == pytest.approx(1e-4) and full.lr_at(24) > 9.9e-4  # its own horizon: cosine to min_lr
+
+
 def test_the_curriculum_promotes_when_validation_passes_the_threshold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     trainer = Trainer(config(tmp_path, curriculum=[0, 1, 2], promote_at=0.9, eval_every=1, max_steps=5))
     scores = iter([0.5, 0.9, 0.89, 0.95, 1.0])

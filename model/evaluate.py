@@ -147,10 +147,12 @@ def _summary(hits: list[tuple[int, str | None, bool]], buckets: int) -> dict:
         by_depth.append({"depth": labels[b], "accuracy": sum(cell) / len(cell) if cell else None, "n": len(cell)})
     accuracy = sum(ok for _, _, ok in hits) / len(hits) if hits else None
     summary = {"accuracy": accuracy, "n": len(hits), "by_depth": by_depth}
-    kinds = sorted({kind for _, kind, _ in hits if kind is not None})
-    if kinds:
-        cells = {kind: [ok for _, k, ok in hits if k == kind] for kind in kinds}
-        summary["by_kind"] = [{"kind": kind, "accuracy": sum(cell) / len(cell), "n": len(cell)} for kind, cell in cells.items()]
+    by_kind: dict[str, list[bool]] = defaultdict(list)
+    for _, kind, ok in hits:
+        if kind is not None:
+            by_kind[kind].append(ok)
+    if by_kind:
+        summary["by_kind"] = [{"kind": kind, "accuracy": sum(cell) / len(cell), "n": len(cell)} for kind, cell in sorted(by_kind.items())]
     return summary
 
 

@@ -14,13 +14,13 @@ import pytest
 
 from model.babi import (
     ACTORS,
+    NEEDLE_KINDS,
     PLACES,
     QA5_ACTORS,
     TASKS,
     BabiSample,
     babi_files,
     generate_babi,
-    NEEDLE_KINDS,
     generate_needle,
     needle_kind,
     needle_questions,

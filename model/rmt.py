@@ -180,6 +180,22 @@ class RecurrentMemoryTransformer(nn.Module):
     def device(self) -> torch.device:
         return self.cell.memory.device
 
+    def widen_memory(self, num_mem_tokens: int, seed: int = 0) -> None:
+        """Grow the memory to `num_mem_tokens` vectors, keeping the trained ones, so a trained
+        reader gets more room for facts without starting over. Each new vector starts as a copy
+        of a trained one (cycled) plus noise at 1% of the memory's scale: the copies read and
+        write at other positions, so they part ways as training goes on."""
+        old = self.cell.memory.data
+        if num_mem_tokens < old.shape[0]:
+            raise ValueError(f"memory can only grow: {old.shape[0]} vectors, asked for {num_mem_tokens}")
+        generator = torch.Generator().manual_seed(seed)
+        extra = num_mem_tokens - old.shape[0]
+        copies = old[torch.arange(extra, device=old.device) % old.shape[0]]
+        noise = torch.randn(copies.shape, generator=generator).to(old) * 0.01 * old.float().std().item()
+        self.cell.memory = nn.Parameter(torch.cat([old, copies + noise]))
+        self.config.num_mem_tokens = num_mem_tokens
+        self._int8 = None
+
     def initial_memory(self, batch_size: int = 1) -> Tensor:
         return self.cell.memory.unsqueeze(0).expand(batch_size, -1, -1)
 

@@ -40,7 +40,7 @@ class TrainConfig:
     # instead, a pretrained backbone: {"source": a name in model.backbones.BACKBONE_SOURCES,
     # "lora": LoraSettings as a dict, or null to train the memory alone}; saved as an adapter
     pretrained: dict | None = None
-    num_mem_tokens: int = 16
+    num_mem_tokens: int = 16  # with init_from: more than the loaded model has grows its memory
     segment_size: int = 512
     bptt_depth: int | None = None
     memory_update: str = "replace"  # or "gated" (see RMTConfig)
@@ -231,6 +231,8 @@ class Trainer:
 
         if config.init_from:
             self.model = RecurrentMemoryTransformer.from_pretrained(_resolve(config.init_from), device=self.device).train()
+            if config.num_mem_tokens != self.model.config.num_mem_tokens:
+                self.model.widen_memory(config.num_mem_tokens, seed=config.seed)
             self.tokenizer = load_tokenizer(_resolve(config.init_from))
         elif config.pretrained:
             model, tokenizer = build_pretrained_rmt(config.pretrained["source"], config.pretrained.get("lora"), config.num_mem_tokens, config.segment_size, config.bptt_depth, seed=config.seed, memory_update=config.memory_update, token_shift=config.token_shift)

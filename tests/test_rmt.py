@@ -239,6 +239,26 @@ def test_save_and_load_round_trip_is_exact(kind: str, tmp_path) -> None:
     assert torch.equal(loaded(context, query, labels).logits, model(context, query, labels).logits)
 
 
+def test_widened_memory_keeps_the_trained_vectors_and_round_trips(tmp_path) -> None:
+    model = make_rmt("llama", memory_update="gated")
+    trained = model.cell.memory.detach().clone()
+    model.widen_memory(2 * MEM)
+
+    grown = model.cell.memory.detach()
+    assert grown.shape == (2 * MEM, trained.shape[1]) and model.config.num_mem_tokens == 2 * MEM
+    assert torch.equal(grown[:MEM], trained)
+    copies = grown[MEM:] - trained
+    assert 0 < copies.abs().max() < 0.1 * trained.abs().max()  # copies, parted by a little noise
+    assert [m.shape for m in model.read(tokens(1, 3 * SEGMENT))] == [(1, 2 * MEM, trained.shape[1])] * 3
+    assert any(p is model.cell.memory for p in model.parameters())  # trained, not a stale tensor
+
+    model.save_pretrained(tmp_path)
+    loaded = RecurrentMemoryTransformer.from_pretrained(tmp_path)
+    assert loaded.config.num_mem_tokens == 2 * MEM and torch.equal(loaded.cell.memory, model.cell.memory)
+    with pytest.raises(ValueError, match="only grow"):
+        model.widen_memory(MEM)
+
+
 def test_bfloat16_save_equals_a_bfloat16_copy(tmp_path) -> None:
     model = make_rmt("llama")
     model.save_pretrained(tmp_path, dtype=torch.bfloat16)

@@ -101,6 +101,21 @@ def test_resuming_continues_the_step_counter_and_optimizer_state(tmp_path: Path)
     assert all(int(state["step"]) == 5 for state in resumed.optimizer.state_dict()["state"].values())
 
 
+def test_init_from_with_more_memory_tokens_grows_the_loaded_memory_and_resumes(tmp_path: Path) -> None:
+    first = Trainer(config(tmp_path, max_steps=1, eval_every=1000))
+    first.fit(progress=False)
+    trained = first.model.cell.memory.detach().clone()
+
+    grown = config(tmp_path / "wide", init_from=str(tmp_path / "run" / "final"), num_mem_tokens=8, max_steps=2, save_every=1, eval_every=1000)
+    wide = Trainer(grown)
+    assert wide.model.config.num_mem_tokens == 8 and torch.equal(wide.model.cell.memory.detach()[:4], trained)
+    wide.fit(progress=False)
+    resumed = Trainer(replace(grown, max_steps=3))
+    assert resumed.step == 2 and torch.equal(resumed.model.cell.memory, wide.model.cell.memory)
+    with pytest.raises(ValueError, match="only grow"):
+        Trainer(config(tmp_path / "narrow", init_from=str(tmp_path / "run" / "final"), num_mem_tokens=2))
+
+
 def test_decay_steps_set_the_learning_rate_horizon_and_max_steps_only_where_training_stops(tmp_path: Path) -> None:
     stopped_early = Trainer(config(tmp_path, lr=1e-3, min_lr_ratio=0.1, warmup_steps=10, max_steps=25, decay_steps=1010))
     full = Trainer(config(tmp_path / "full", lr=1e-3, min_lr_ratio=0.1, warmup_steps=10, max_steps=1010))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import torch
 
 from app.cli import main
 from app.commands.evaluate import NEEDLE_SEED
-from model.babi import BabiSample
+from model.babi import NEEDLE_KINDS, BabiSample
 from model.backbones import build_rmt, tiny_llama_config
 from model.evaluate import bm25_context, bm25_segment, evaluate, exact_match, normalize_answer
 from model.rmt import RecurrentMemoryTransformer
@@ -240,3 +242,19 @@ def test_shipped_model_reads_document_facts_through_its_memory() -> None:
     result = shipped_reader("4k", 25, task="needle")
     assert result["n"] == 25 and result["accuracy"] >= 0.6  # 0.84 measured
     assert result["last_segment"] <= 0.15
+
+
+@SHIPPED
+@SHARED
+def test_answer_token_accuracy_reports_each_position_of_each_kind_of_fact() -> None:
+    """scripts/answer_token_accuracy.py (the model card's digit diagnosis): every sample counted
+    once per answer token, under its kind; the shipped reader gets most tokens right."""
+    script = REPO / "scripts" / "answer_token_accuracy.py"
+    run = subprocess.run([sys.executable, str(script), str(ASSETS), "0", "32", "--books", str(DATA / "books")], capture_output=True, text=True, check=True)
+    report = json.loads(run.stdout)
+    assert set(report["by_kind"]) <= set(NEEDLE_KINDS)
+    assert sum(rows[0]["n"] for rows in report["by_kind"].values()) == 32
+    tokens = [row for rows in report["by_kind"].values() for row in rows]
+    assert all(0.0 <= row["accuracy"] <= 1.0 for row in tokens)
+    assert sum(row["accuracy"] * row["n"] for row in tokens) / sum(row["n"] for row in tokens) >= 0.7  # 0.95 on 256
+    assert set(report["wrong_digits"]) <= {"elsewhere in the answer", "not in the answer"}

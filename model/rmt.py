@@ -20,9 +20,10 @@ final segment `[memory | question | answer...]` with positions 0.. and no write 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import ContextManager, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from model.associative import LayerMemories
 from model.config import RMTConfig
 
 WEIGHTS_FILE = "model.safetensors"
@@ -42,7 +44,7 @@ SHIFT_INIT = 0.3
 class MemoryCell(nn.Module):
     """One recurrent step: read memory, run the backbone over a segment, write memory."""
 
-    def __init__(self, backbone: nn.Module, num_mem_tokens: int, memory_update: str = "replace", token_shift: int = 0):
+    def __init__(self, backbone: nn.Module, num_mem_tokens: int, memory_update: str = "replace", token_shift: int = 0, associative_keys: int = 0, associative_write: str = "memory"):
         super().__init__()
         self.backbone = backbone
         embeddings = backbone.get_input_embeddings().weight
@@ -68,6 +70,15 @@ class MemoryCell(nn.Module):
         # saddle: qa1 stayed at ~50% for 800 steps), from SHIFT_INIT both learn at once (98%
         # after 200 steps, measured; see assets/default/MODEL_CARD.md).
         self.shift = nn.Parameter(torch.full((token_shift, embeddings.shape[1]), SHIFT_INIT, dtype=embeddings.dtype)) if token_shift else None
+        self.associative: LayerMemories | None = None
+        if associative_keys:
+            self.add_associative_memory(associative_keys, associative_write)
+
+    def add_associative_memory(self, key_size: int, write_source: str) -> None:
+        """Give every decoder layer an associative memory (see model/associative.py). Its
+        read output starts at zero, so a trained reader answers as before until it learns to use it."""
+        embeddings = self.backbone.get_input_embeddings().weight
+        self.associative = LayerMemories(self.backbone.base_model, embeddings.shape[1], key_size, write_source, embeddings.dtype).to(embeddings.device)
 
     def embed(self, input_ids: Tensor) -> Tensor:
         """Token embeddings (B, L, d), each plus its learned mix of the K before it (token_shift)."""
@@ -82,6 +93,26 @@ class MemoryCell(nn.Module):
     def num_mem_tokens(self) -> int:
         return self.memory.shape[0]
 
+    @property
+    def state_rows(self) -> int:
+        """Rows of the recurrent state (state_rows, d): the M memory vectors, then the
+        associative memories' matrices when there are any."""
+        return self.num_mem_tokens + (0 if self.associative is None else self.associative.state_rows)
+
+    def initial_state(self, batch_size: int) -> Tensor:
+        memory = self.memory.unsqueeze(0).expand(batch_size, -1, -1)
+        if self.associative is None:
+            return memory
+        return torch.cat([memory, self.associative.empty_state(batch_size, memory.device, memory.dtype)], dim=1)
+
+    def reading(self, memory: Tensor) -> ContextManager[Tensor]:
+        """Context for running the backbone on `[memory vectors | tokens]` outside `forward`
+        (decoding with a KV cache): yields the memory vectors (B, M, d) and, while it lasts,
+        lets every layer read its associative memory from `memory` (B, state_rows, d)."""
+        if self.associative is None:
+            return nullcontext(memory)
+        return _reading(self.associative, memory, self.num_mem_tokens)
+
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None, memory: Tensor, write: bool = True) -> tuple[Tensor, Tensor | None]:
         """input_ids (B, L) right-padded, attention_mask (B, L) or None when all real, memory (B, M, d).
 
@@ -92,7 +123,8 @@ class MemoryCell(nn.Module):
         mem = self.num_mem_tokens
         device = input_ids.device
         tokens = self.embed(input_ids)
-        memory = memory.to(tokens.dtype)
+        state = memory.to(tokens.dtype)
+        memory, associative = state[:, :mem], state[:, mem:]
         parts = [memory, tokens, memory] if write else [memory, tokens]
         embeds = torch.cat(parts, dim=1)
 
@@ -111,8 +143,14 @@ class MemoryCell(nn.Module):
             else:
                 positions = read_and_segment
 
-        out = self.backbone.base_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False)
-        hidden = out.last_hidden_state
+        run = lambda: self.backbone.base_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False).last_hidden_state
+        if self.associative is None:
+            hidden = run()
+        else:
+            by_tokens = self.associative.write_source == "tokens"
+            writing = None if not write else slice(mem, mem + length) if by_tokens else slice(mem + length, None)
+            with self.associative.active(associative, writing) as layer_outputs:
+                hidden = run()
         if not write:
             return hidden[:, mem : mem + length], None
         written = hidden[:, mem + length :]
@@ -120,6 +158,12 @@ class MemoryCell(nn.Module):
         if self.gate is not None:
             gate = torch.sigmoid(self.gate(written))
             new_memory = memory + gate * (new_memory - memory)
+        if self.associative is not None:
+            if not by_tokens:
+                weight = torch.ones(batch, mem, dtype=state.dtype, device=device)
+            else:
+                weight = torch.ones(batch, length, dtype=state.dtype, device=device) if attention_mask is None else attention_mask.to(state.dtype)
+            new_memory = torch.cat([new_memory, self.associative.written_state(associative, layer_outputs, weight)], dim=1)
         return hidden[:, mem : mem + length], new_memory
 
 
@@ -153,7 +197,7 @@ class RecurrentMemoryTransformer(nn.Module):
     def __init__(self, config: RMTConfig, backbone: nn.Module):
         super().__init__()
         self.config = config
-        self.cell = MemoryCell(backbone, config.num_mem_tokens, config.memory_update, config.token_shift)
+        self.cell = MemoryCell(backbone, config.num_mem_tokens, config.memory_update, config.token_shift, config.associative_keys, config.associative_write)
         # Set by `attach_adapter`: the pretrained backbone this model names instead of storing.
         self.adapter: dict | None = None
         self._int8: tuple[tuple[int, ...], nn.Module] | None = None  # (weight versions, cell): see read()
@@ -197,7 +241,16 @@ class RecurrentMemoryTransformer(nn.Module):
         self._int8 = None
 
     def initial_memory(self, batch_size: int = 1) -> Tensor:
-        return self.cell.memory.unsqueeze(0).expand(batch_size, -1, -1)
+        """The state before any text, (B, state_rows, d): see `MemoryCell.state_rows`."""
+        return self.cell.initial_state(batch_size)
+
+    def add_associative_memory(self, key_size: int, write_source: str = "memory") -> None:
+        """Give a (trained) reader an associative memory per layer; it answers as before until trained."""
+        if self.cell.associative is not None:
+            raise ValueError("this reader has an associative memory already")
+        self.cell.add_associative_memory(key_size, write_source)
+        self.config.associative_keys, self.config.associative_write = key_size, write_source
+        self._int8 = None
 
     def segments(self, input_ids: Tensor, attention_mask: Tensor | None) -> Iterator[tuple[Tensor, Tensor | None]]:
         """Consecutive segments of S tokens (the last may be shorter); masks dropped when all real."""
@@ -374,13 +427,14 @@ class RecurrentMemoryTransformer(nn.Module):
         Cost is independent of how much text the memory has read."""
         base = self.backbone.base_model
         head = self.backbone.get_output_embeddings()
-        memory = memory.to(self.device, self.cell.memory.dtype).reshape(1, self.cell.num_mem_tokens, -1)
+        memory = memory.to(self.device, self.cell.memory.dtype).reshape(1, self.cell.state_rows, -1)
         ids = list(prompt_ids)
         window = 1 + (0 if self.cell.shift is None else self.cell.shift.shape[0])  # tokens one new embedding depends on
         prompt = torch.tensor([ids], dtype=torch.long, device=self.device)
-        embeds = torch.cat([memory.to(self.cell.memory.dtype), self.cell.embed(prompt)], dim=1)
-        length = embeds.shape[1]
-        out = base(inputs_embeds=embeds, position_ids=torch.arange(length, device=self.device)[None], use_cache=True)
+        with self.cell.reading(memory) as vectors:
+            embeds = torch.cat([vectors, self.cell.embed(prompt)], dim=1)
+            length = embeds.shape[1]
+            out = base(inputs_embeds=embeds, position_ids=torch.arange(length, device=self.device)[None], use_cache=True)
         produced: list[int] = []
         for _ in range(max_new_tokens):
             logits = head(out.last_hidden_state[:, -1]).float()[0]
@@ -393,12 +447,13 @@ class RecurrentMemoryTransformer(nn.Module):
             yield token
             ids.append(token)
             recent = torch.tensor([ids[-window:]], device=self.device)
-            out = base(
-                inputs_embeds=self.cell.embed(recent)[:, -1:],
-                position_ids=torch.tensor([[length]], device=self.device),
-                cache=out.cache,
-                use_cache=True,
-            )
+            with self.cell.reading(memory):  # never held across a yield: the caller's code runs between
+                out = base(
+                    inputs_embeds=self.cell.embed(recent)[:, -1:],
+                    position_ids=torch.tensor([[length]], device=self.device),
+                    cache=out.cache,
+                    use_cache=True,
+                )
             length += 1
 
     @torch.no_grad()
@@ -475,6 +530,12 @@ class RecurrentMemoryTransformer(nn.Module):
             raise ValueError(f"weights in {directory} do not match the config (missing {sorted(set(missing) - not_stored)[:3]}, unexpected {unexpected[:3]})")
         model.backbone.tie_weights()
         return model.to(device=device, dtype=dtype).eval()
+
+
+@contextmanager
+def _reading(associative: LayerMemories, memory: Tensor, num_mem_tokens: int) -> Iterator[Tensor]:
+    with associative.active(memory[:, num_mem_tokens:]):
+        yield memory[:, :num_mem_tokens]
 
 
 def _in_adapter(name: str) -> bool:

@@ -45,6 +45,10 @@ class TrainConfig:
     bptt_depth: int | None = None
     memory_update: str = "replace"  # or "gated" (see RMTConfig)
     token_shift: int = 0  # see RMTConfig
+    # an associative memory per layer (RMTConfig.associative_keys / associative_write); with
+    # init_from, a reader without one gets one (answering as before until trained)
+    associative_keys: int = 0
+    associative_write: str = "memory"
     tasks: list[str] = field(default_factory=lambda: ["qa1"])
     needle_probability: float = 0.0
     babi_dir: str | None = "../shared/data/babi"  # None: our own bAbI generator only
@@ -241,6 +245,8 @@ class Trainer:
             self.tokenizer = SentencePieceTokenizer(_resolve(config.tokenizer))
             backbone = tiny_llama_config(self.tokenizer.vocab_size, eos_id=self.tokenizer.eos_id, **config.backbone)
             self.model = build_rmt(backbone, config.num_mem_tokens, config.segment_size, config.bptt_depth, seed=config.seed, memory_update=config.memory_update, token_shift=config.token_shift).to(self.device).train()
+        if config.associative_keys and self.model.cell.associative is None:
+            self.model.add_associative_memory(config.associative_keys, config.associative_write)
 
         noise_dir = _resolve(config.noise_dir)
         noise = NoiseSource.from_directory(noise_dir, exclude=config.noise_exclude) if noise_dir and noise_dir.is_dir() else None

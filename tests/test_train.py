@@ -116,6 +116,19 @@ def test_init_from_with_more_memory_tokens_grows_the_loaded_memory_and_resumes(t
         Trainer(config(tmp_path / "narrow", init_from=str(tmp_path / "run" / "final"), num_mem_tokens=2))
 
 
+def test_init_from_with_associative_keys_adds_an_associative_memory_that_trains_and_resumes(tmp_path: Path) -> None:
+    first = Trainer(config(tmp_path, max_steps=1, eval_every=1000))
+    first.fit(progress=False)
+    armt = config(tmp_path / "armt", init_from=str(tmp_path / "run" / "final"), associative_keys=4, associative_write="memory", max_steps=2, save_every=1, eval_every=1000)
+    trainer = Trainer(armt)
+    out = trainer.model.cell.associative.memories[0].out.weight
+    assert trainer.model.config.associative_keys == 4 and not out.any()  # answers as before at first
+    trainer.fit(progress=False)
+    assert trainer.model.cell.associative.memories[0].out.weight.any()  # and then learns to read it
+    resumed = Trainer(replace(armt, max_steps=3))
+    assert resumed.step == 2 and torch.equal(resumed.model.cell.associative.memories[0].out.weight, trainer.model.cell.associative.memories[0].out.weight)
+
+
 def test_decay_steps_set_the_learning_rate_horizon_and_max_steps_only_where_training_stops(tmp_path: Path) -> None:
     stopped_early = Trainer(config(tmp_path, lr=1e-3, min_lr_ratio=0.1, warmup_steps=10, max_steps=25, decay_steps=1010))
     full = Trainer(config(tmp_path / "full", lr=1e-3, min_lr_ratio=0.1, warmup_steps=10, max_steps=1010))

@@ -33,10 +33,10 @@ def test_the_parallel_write_is_the_delta_rule_applied_position_by_position() -> 
     weight = torch.ones(2, 7)
     weight[1, 5:] = 0  # padding writes nothing
     expected = matrix.clone()
+    normalised = hidden / hidden.pow(2).mean(dim=-1, keepdim=True).sqrt()
     for t in range(7):
-        k = dpfp(memory.key(hidden[:, t]))
-        v = memory.value(hidden[:, t])
-        b = torch.sigmoid(memory.strength(hidden[:, t])) * weight[:, t : t + 1]
+        h = normalised[:, t]
+        k, v, b = dpfp(memory.key(h)), memory.value(h), torch.sigmoid(memory.strength(h)) * weight[:, t : t + 1]
         expected = expected + (b * k).unsqueeze(-1) * (v - torch.einsum("bp,bpd->bd", k, expected)).unsqueeze(1)
     assert torch.allclose(memory.write(hidden, weight, matrix), expected, atol=1e-5)
     assert torch.allclose(memory.write(hidden[1:, :5], weight[1:, :5], matrix[1:]), expected[1:], atol=1e-5)
@@ -52,7 +52,8 @@ def test_a_strongly_written_key_reads_back_its_value_and_overwrites_the_old_one(
         memory.strength.bias.fill_(20.0)  # b = 1: the delta rule overwrites completely
     fact, old = torch.randn(1, 1, 16), torch.randn(1, feature_size(3), 16)  # old: whatever was stored
     matrix = memory.write(fact, torch.ones(1, 1), old)
-    assert torch.allclose(memory.read(fact, matrix) - fact, memory.value(fact), atol=1e-4)
+    value = memory.value(fact / fact.pow(2).mean().sqrt())  # of the normalised fact, as written
+    assert torch.allclose(memory.read(fact, matrix) - fact, value, atol=1e-4)
 
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2"])

@@ -43,6 +43,9 @@ Storage per token, with M memory vectors of width d, segment size S and K segmen
 + ~0.7 (line index: two int32 per line) + the documents JSON (~300 bytes per document, i.e.
 per PDF page or 1 MB text block). The shipped reader's shape (M=8, d=128, S=256, K=32)
 gives 8 + 0.5 + 2 + 0.125 + ~0.7 = ~11.5 bytes per token, ~12 MB per million tokens.
+M counts the rows of the model's state: a reader with an associative memory
+(`model/associative.py`) carries its matrices as rows too (4 layers x 96 rows with 16-dim
+keys: M = 392, ~400 bytes per token, 0.4 GB per million tokens).
 The float16 states dominate; `bytes_per_token` in every ingest report says what a corpus
 really takes. Trade-offs taken:
 

@@ -5,7 +5,9 @@ Two parts, as in the reference implementation:
 * `MemoryCell` runs ONE segment: it feeds `[memory (read) | segment | memory (write)]` to the
   backbone and returns the segment's hidden states and the new memory: the last layer's
   output at the write positions, either as is ("replace") or mixed into the old memory by a
-  learned gate ("gated", see `RMTConfig.memory_update`).
+  learned gate ("gated", see `RMTConfig.memory_update`). Optionally every decoder layer also
+  reads and writes an associative key -> value memory (model/associative.py), carried as
+  extra rows of the same state.
 * `RecurrentMemoryTransformer` loops the cell over segments: reading a corpus (memory after
   every segment, LM head skipped), training with (truncated) backpropagation through time,
   answering a question from a memory with a KV cache, and scoring answers under many memories.
@@ -114,10 +116,11 @@ class MemoryCell(nn.Module):
         return _reading(self.associative, memory, self.num_mem_tokens)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None, memory: Tensor, write: bool = True) -> tuple[Tensor, Tensor | None]:
-        """input_ids (B, L) right-padded, attention_mask (B, L) or None when all real, memory (B, M, d).
+        """input_ids (B, L) right-padded, attention_mask (B, L) or None when all real, memory
+        (B, state_rows, d): the M memory vectors, then the associative memory if any.
 
-        Returns the hidden states at the L segment positions and the new memory (B, M, d),
-        or None when `write` is False (the answering segment).
+        Returns the hidden states at the L segment positions and the new memory (B, state_rows,
+        d), or None when `write` is False (the answering segment).
         """
         batch, length = input_ids.shape
         mem = self.num_mem_tokens
@@ -143,14 +146,13 @@ class MemoryCell(nn.Module):
             else:
                 positions = read_and_segment
 
-        run = lambda: self.backbone.base_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False).last_hidden_state
-        if self.associative is None:
-            hidden = run()
-        else:
+        armed = nullcontext()
+        if self.associative is not None:
             by_tokens = self.associative.write_source == "tokens"
             writing = None if not write else slice(mem, mem + length) if by_tokens else slice(mem + length, None)
-            with self.associative.active(associative, writing) as layer_outputs:
-                hidden = run()
+            armed = self.associative.active(associative, writing)
+        with armed as layer_outputs:
+            hidden = self.backbone.base_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False).last_hidden_state
         if not write:
             return hidden[:, mem : mem + length], None
         written = hidden[:, mem + length :]

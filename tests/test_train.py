@@ -127,6 +127,8 @@ def test_init_from_with_associative_keys_adds_an_associative_memory_that_trains_
     assert trainer.model.cell.associative.memories[0].out.weight.any()  # and then learns to read it
     resumed = Trainer(replace(armt, max_steps=3))
     assert resumed.step == 2 and torch.equal(resumed.model.cell.associative.memories[0].out.weight, trainer.model.cell.associative.memories[0].out.weight)
+    with pytest.raises(ValueError, match="not the configured one"):
+        Trainer(replace(armt, output=str(tmp_path / "other"), init_from=str(tmp_path / "armt" / "run" / "final"), associative_keys=8))
 
 
 def test_decay_steps_set_the_learning_rate_horizon_and_max_steps_only_where_training_stops(tmp_path: Path) -> None:

@@ -86,13 +86,15 @@ class AssociativeMemory(nn.Module):
         found = dpfp(self.query(_rms(x))).to(matrix.dtype) @ matrix
         return x + self.out(found.to(x.dtype))
 
-    def write(self, h: Tensor, weight: Tensor, matrix: Tensor) -> Tensor:
+    def write(self, h: Tensor, weight: Tensor | None, matrix: Tensor) -> Tensor:
         """The matrix after the delta rule wrote h (B, T, d) position after position; weight
-        (B, T) is 1 where a position writes and 0 where it does not (padding)."""
+        (B, T) is 1 where a position writes and 0 where it does not (padding), None when all write."""
         h = _rms(h)
         k = dpfp(self.key(h)).to(matrix.dtype)
         v = self.value(h).to(matrix.dtype)
-        b = (torch.sigmoid(self.strength(h)).squeeze(-1).to(matrix.dtype) * weight).unsqueeze(-1)
+        b = torch.sigmoid(self.strength(h)).to(matrix.dtype)  # (B, T, 1)
+        if weight is not None:
+            b = b * weight.to(b.dtype).unsqueeze(-1)
         steps = torch.eye(k.shape[1], dtype=k.dtype, device=k.device) + b * torch.tril(k @ k.transpose(1, 2), diagonal=-1)
         updates = torch.linalg.solve_triangular(steps, b * (v - k @ matrix), upper=False, unitriangular=True)
         return matrix + k.transpose(1, 2) @ updates
@@ -164,8 +166,8 @@ class LayerMemories(nn.Module):
         finally:
             self._state, self._write, self._outputs = None, None, []
 
-    def written_state(self, state: Tensor, outputs: list[Tensor], weight: Tensor) -> Tensor:
+    def written_state(self, state: Tensor, outputs: list[Tensor], weight: Tensor | None) -> Tensor:
         """The state after each layer writes its kept outputs (B, T, d); weight (B, T) is 1
-        where a position writes (real tokens) and 0 elsewhere."""
+        where a position writes (real tokens) and 0 elsewhere, None when all write."""
         pairs = zip(self.memories, outputs, strict=True)
         return torch.cat([memory.write(hidden, weight, self._matrix(state, index)) for index, (memory, hidden) in enumerate(pairs)], dim=1)

@@ -25,7 +25,7 @@ import json
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ContextManager, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -107,13 +107,16 @@ class MemoryCell(nn.Module):
             return memory
         return torch.cat([memory, self.associative.empty_state(batch_size, memory.device, memory.dtype)], dim=1)
 
-    def reading(self, memory: Tensor) -> ContextManager[Tensor]:
+    @contextmanager
+    def reading(self, memory: Tensor) -> Iterator[Tensor]:
         """Context for running the backbone on `[memory vectors | tokens]` outside `forward`
         (decoding with a KV cache): yields the memory vectors (B, M, d) and, while it lasts,
         lets every layer read its associative memory from `memory` (B, state_rows, d)."""
         if self.associative is None:
-            return nullcontext(memory)
-        return _reading(self.associative, memory, self.num_mem_tokens)
+            yield memory
+            return
+        with self.associative.active(memory[:, self.num_mem_tokens :]):
+            yield memory[:, : self.num_mem_tokens]
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None, memory: Tensor, write: bool = True) -> tuple[Tensor, Tensor | None]:
         """input_ids (B, L) right-padded, attention_mask (B, L) or None when all real, memory
@@ -161,11 +164,8 @@ class MemoryCell(nn.Module):
             gate = torch.sigmoid(self.gate(written))
             new_memory = memory + gate * (new_memory - memory)
         if self.associative is not None:
-            if not by_tokens:
-                weight = torch.ones(batch, mem, dtype=state.dtype, device=device)
-            else:
-                weight = torch.ones(batch, length, dtype=state.dtype, device=device) if attention_mask is None else attention_mask.to(state.dtype)
-            new_memory = torch.cat([new_memory, self.associative.written_state(associative, layer_outputs, weight)], dim=1)
+            writers = attention_mask if by_tokens else None  # None: every position writes
+            new_memory = torch.cat([new_memory, self.associative.written_state(associative, layer_outputs, writers)], dim=1)
         return hidden[:, mem : mem + length], new_memory
 
 
@@ -532,12 +532,6 @@ class RecurrentMemoryTransformer(nn.Module):
             raise ValueError(f"weights in {directory} do not match the config (missing {sorted(set(missing) - not_stored)[:3]}, unexpected {unexpected[:3]})")
         model.backbone.tie_weights()
         return model.to(device=device, dtype=dtype).eval()
-
-
-@contextmanager
-def _reading(associative: LayerMemories, memory: Tensor, num_mem_tokens: int) -> Iterator[Tensor]:
-    with associative.active(memory[:, num_mem_tokens:]):
-        yield memory[:, :num_mem_tokens]
 
 
 def _in_adapter(name: str) -> bool:

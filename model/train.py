@@ -245,10 +245,11 @@ class Trainer:
             self.tokenizer = SentencePieceTokenizer(_resolve(config.tokenizer))
             backbone = tiny_llama_config(self.tokenizer.vocab_size, eos_id=self.tokenizer.eos_id, **config.backbone)
             self.model = build_rmt(backbone, config.num_mem_tokens, config.segment_size, config.bptt_depth, seed=config.seed, memory_update=config.memory_update, token_shift=config.token_shift).to(self.device).train()
-        if config.associative_keys and self.model.cell.associative is None:
-            self.model.add_associative_memory(config.associative_keys, config.associative_write)
-        elif config.associative_keys and (self.model.config.associative_keys, self.model.config.associative_write) != (config.associative_keys, config.associative_write):
-            raise ValueError(f"the loaded reader's associative memory ({self.model.config.associative_keys} keys, written by {self.model.config.associative_write}) is not the configured one ({config.associative_keys}, {config.associative_write})")
+        if config.associative_keys:
+            if self.model.cell.associative is None:
+                self.model.add_associative_memory(config.associative_keys, config.associative_write)
+            elif (self.model.config.associative_keys, self.model.config.associative_write) != (config.associative_keys, config.associative_write):
+                raise ValueError(f"the loaded reader's associative memory ({self.model.config.associative_keys} keys, written by {self.model.config.associative_write}) is not the configured one ({config.associative_keys}, {config.associative_write})")
 
         noise_dir = _resolve(config.noise_dir)
         noise = NoiseSource.from_directory(noise_dir, exclude=config.noise_exclude) if noise_dir and noise_dir.is_dir() else None

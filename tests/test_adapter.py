@@ -101,7 +101,8 @@ def test_merged_adapters_compute_the_same_function() -> None:
     before = answer_logits(model)
     merge_lora(model.backbone)
     assert not any(ADAPTER_MARK in name for name, _ in model.named_parameters())
-    assert torch.allclose(answer_logits(model), before, atol=1e-4)
+    # fp32 sums in another order: logits of scale ~5 differ by ~1e-4 (seen with peft 0.21.2)
+    assert torch.allclose(answer_logits(model), before, atol=1e-3)
 
 
 def test_gpu_config_adapter_fits_16_mb() -> None:

@@ -100,8 +100,9 @@ def book(path: Path, lines: int) -> Path:
 def probe_tensor_flips(workdir: Path, model_dir: Path) -> dict:
     """Flip a byte of each tensor of a middle shard in a copy of a clean corpus: is it
     reported (`check`, and any read of that shard), and does the next ingest repair it?"""
-    from app.corpus_store import CorpusDamaged, CorpusStore
-    from app.service import CorpusService
+    from app.corpus.errors import CorpusDamaged
+    from app.corpus.store import CorpusStore
+    from app.service.corpus_service import CorpusService
 
     clean_service = CorpusService(workdir / "clean", model_dir)
     loaded = clean_service.load_model()
@@ -157,7 +158,7 @@ def probe_zip_amplification(workdir: Path) -> dict:
 
 def probe_non_utf8_name(workdir: Path, model_dir: Path) -> dict:
     """A folder with a Latin-1 file name read into a corpus, twice (the second run once failed)."""
-    from app.service import CorpusService
+    from app.service.corpus_service import CorpusService
 
     folder = write_non_utf8_folder(workdir / "names")
     service = CorpusService(workdir / "names-home", model_dir)

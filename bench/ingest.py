@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pypdf import PdfReader
 
-from app.commands.ingest import load_dry_run_tokenizer
+from app.cli.commands.ingest import load_dry_run_tokenizer
 from ingest.pipeline import ingest_paths
 from ingest.tokenizers import tokenizer_name
 

@@ -124,7 +124,7 @@ def child_rmt(args: argparse.Namespace) -> dict:
     import torch
 
     import ingest.pipeline  # noqa: F401 - imports are not what is measured
-    from app.service import CorpusService
+    from app.service.corpus_service import CorpusService
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -12,6 +12,6 @@ from model.associative import LayerMemories  # noqa: E402
 
 LayerMemories._read_hook = lambda self, index, module, args, kwargs: None  # before any model is built
 
-from app.cli import main  # noqa: E402
+from app.cli.main import main  # noqa: E402
 
 sys.exit(main(["eval", *sys.argv[1:]]))

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from app import cli  # noqa: E402  (after the repository is importable)
+from app.cli import main as cli  # noqa: E402  (after the repository is importable)
 
-cli.COMMAND_MODULES = ["app.commands.train", "app.commands.evaluate"]
+cli.COMMAND_MODULES = ["app.cli.commands.train", "app.cli.commands.evaluate"]
 
 if __name__ == "__main__":
     sys.exit(cli.main())

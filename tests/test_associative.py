@@ -124,8 +124,9 @@ def test_an_unknown_write_source_is_a_clear_error() -> None:
 
 
 def test_a_corpus_read_with_an_associative_reader_stores_its_whole_state_and_answers_with_sources(tmp_path, monkeypatch, capsys) -> None:
-    from app.cli import main
-    from app.corpus_store import CorpusStore, memory_sha256
+    from app.cli.main import main
+    from app.corpus.format import memory_sha256
+    from app.corpus.store import CorpusStore
     from tests.corpus_helpers import book_lines, make_model_dir, write_text
 
     model_dir = make_model_dir(tmp_path / "model")

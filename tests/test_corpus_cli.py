@@ -9,10 +9,10 @@ import operator
 import pytest
 import torch
 
-from app.cli import main
-from app.corpus_store import CorpusStore
-from app.qa_runnable import CorpusQA
-from app.service import CorpusService
+from app.cli.main import main
+from app.corpus.store import CorpusStore
+from app.service.corpus_service import CorpusService
+from app.service.qa_runnable import CorpusQA
 from tests.corpus_helpers import FactReader, book_lines, shared_model_dir, write_pdf, write_text
 
 

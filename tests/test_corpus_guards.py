@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.cli import main
-from app.corpus_store import CorpusLocked, CorpusStore
-from app.service import CorpusError, CorpusService, _SmoothedRate
+from app.cli.main import main
+from app.corpus.errors import CorpusLocked
+from app.corpus.store import CorpusStore
+from app.service.corpus_service import CorpusError, CorpusService
+from app.service.ingesting import _SmoothedRate
 from tests.corpus_helpers import FactReader, book_lines, shared_model_dir, write_pdf, write_text
 
 FACT = "The harbour code is Quetzalcoatl."
@@ -202,7 +204,7 @@ def test_a_pdf_source_opens_on_its_page_and_scanning_counts_files_and_pages(serv
 
 def test_the_reading_rate_is_smoothed(monkeypatch) -> None:
     now = [0.0]
-    monkeypatch.setattr("app.service.time.perf_counter", lambda: now[0])
+    monkeypatch.setattr("app.service.ingesting.time.perf_counter", lambda: now[0])
     rate = _SmoothedRate(0.0)
     tokens = 0
     for _ in range(60):  # a minute at 1,000 tokens/s, one segment a second

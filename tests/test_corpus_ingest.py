@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.corpus_store import CorpusLocked, CorpusStore
-from app.service import CorpusError, CorpusService
+from app.corpus.errors import CorpusLocked
+from app.corpus.store import CorpusStore
+from app.service.corpus_service import CorpusError, CorpusService
 from ingest.stream import DOCUMENT_HEADER
 from model.tokenizer import load_tokenizer
 from tests.corpus_helpers import SEGMENT, CountingReader, book_lines, make_model_dir, shared_model_dir, write_text

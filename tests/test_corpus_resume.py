@@ -10,9 +10,9 @@ import time
 import pytest
 import torch
 
-from app.cli import main
-from app.corpus_store import MANIFEST
-from app.service import CorpusService
+from app.cli.main import main
+from app.corpus.format import MANIFEST
+from app.service.corpus_service import CorpusService
 from tests.corpus_helpers import book_lines, shared_model_dir, write_text
 
 SHARD = 4

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from app.cli import main
-from app.commands.evaluate import NEEDLE_SEED
+from app.cli.commands.evaluate import NEEDLE_SEED
+from app.cli.main import main
 from model.babi import NEEDLE_KINDS, BabiSample
 from model.backbones import build_rmt, tiny_llama_config
 from model.evaluate import bm25_context, bm25_segment, evaluate, exact_match, normalize_answer

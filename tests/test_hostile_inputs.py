@@ -73,7 +73,7 @@ def test_a_non_utf8_file_name_is_read_under_an_escaped_name(tmp_path: Path) -> N
 
 def test_a_folder_with_a_non_utf8_name_reads_into_a_corpus_again_and_again(tmp_path: Path) -> None:
     """The name once made the corpus's documents file unwritable: every ingest failed."""
-    from app.service import CorpusService
+    from app.service.corpus_service import CorpusService
     from tests.corpus_helpers import shared_model_dir
 
     folder = write_non_utf8_folder(tmp_path / "names")

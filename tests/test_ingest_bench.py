@@ -16,7 +16,7 @@ def test_bench_json_line(tmp_path: Path, capsys, monkeypatch) -> None:
         pytest.skip("shared data not available")
     (tmp_path / "a.py").write_text("A = 1\n")
     (tmp_path / "b.py").write_text("from a import A\n")
-    monkeypatch.setattr("app.commands.ingest.default_model_dir", lambda: tmp_path / "no-model")
+    monkeypatch.setattr("app.cli.commands.ingest.default_model_dir", lambda: tmp_path / "no-model")
     assert bench.main(["--json", "--pdf", str(SAMPLE), "--tree", str(tmp_path), "--repeat", "1"]) == 0
     out = capsys.readouterr().out
     assert out.count("\n") == 1

@@ -1,15 +1,14 @@
 """`rmtqa ingest --dry-run`: the JSON contract, the readable summary, no tracebacks."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from app.cli import main
-from app.commands import ingest as command
+from app.cli.commands import ingest as command
+from app.cli.main import main
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -75,9 +74,3 @@ def test_model_tokenizer_is_used(tmp_path: Path, corpus: Path, capsys) -> None:
     report = json.loads(capsys.readouterr().out)
     assert report["tokenizer"] == tokenizer.fingerprint
 
-
-@pytest.mark.skipif(importlib.util.find_spec("app.corpus_service") is not None, reason="corpus layer exists")
-def test_without_dry_run_needs_the_corpus_layer(corpus: Path, capsys) -> None:
-    assert main(["ingest", str(corpus), "--corpus", "books"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("rmtqa: error: reading into a corpus is not available yet")

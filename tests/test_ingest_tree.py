@@ -145,7 +145,7 @@ def test_this_repository_orders_files_and_maps_a_line_back() -> None:
     report, stream, reasons = run(REPO)
     paths = [entry.path.removeprefix(f"{REPO}/") for entry in report.documents]
     for used, user in [("ingest/report.py", "ingest/stream.py"), ("ingest/stream.py", "ingest/pipeline.py"),
-                       ("ingest/pipeline.py", "app/commands/ingest.py"), ("ingest/stream.py", "tests/test_ingest_tree.py")]:
+                       ("ingest/pipeline.py", "app/cli/commands/ingest.py"), ("ingest/stream.py", "tests/test_ingest_tree.py")]:
         assert paths.index(used) < paths.index(user), (used, user)
     assert reasons[f"{REPO}/.git"] == "skipped folder: version-control data"
     assert not any("/.venv/" in path for path in paths)

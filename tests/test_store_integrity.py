@@ -17,9 +17,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from app.cli import main
-from app.corpus_store import MANIFEST, CorpusChanged, CorpusDamaged, CorpusStore
-from app.service import CorpusService
+from app.cli.main import main
+from app.corpus.errors import CorpusChanged, CorpusDamaged
+from app.corpus.format import MANIFEST
+from app.corpus.store import CorpusStore
+from app.service.corpus_service import CorpusService
 from bench.hostile import TENSORS, flip_byte
 from tests.corpus_helpers import SEGMENT, book_lines, shared_model_dir, write_text
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.cli import main
+from app.cli.main import main
 from model.babi import ACTORS, MOVE_VERBS, PLACES
 from model.evaluate import evaluate
 from model.train import Trainer, TrainConfig

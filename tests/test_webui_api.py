@@ -96,8 +96,8 @@ def test_bad_upload_has_a_clear_message_and_the_corpus_stays_usable(client, tmp_
 def test_zip_upload_and_a_folder_on_the_server(client, tmp_path) -> None:
     import zipfile
 
-    from app.webui import WebUI
-    from app.webui_jobs import UploadError
+    from app.webui.handlers import WebUI
+    from app.webui.jobs import UploadError
 
     archive = tmp_path / "letters.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -165,7 +165,7 @@ def test_reading_in_the_background_asking_meanwhile_cancel_and_continue(client, 
     Cancel keeps what was read; Read with no files continues from there."""
     from gradio_client import handle_file
 
-    from app.webui_jobs import ReadingJob
+    from app.webui.jobs import ReadingJob
 
     ui = running_server().ui
     progress = ReadingJob.on_progress
@@ -205,8 +205,9 @@ def test_reading_in_the_background_asking_meanwhile_cancel_and_continue(client, 
 
 
 def test_serve_defaults_and_warnings(monkeypatch, tmp_path, capsys) -> None:
-    from app.cli import UserError, build_parser
-    from app.commands import serve
+    from app.cli.commands import serve
+    from app.cli.errors import UserError
+    from app.cli.main import build_parser
 
     args = build_parser().parse_args(["serve"])
     assert (args.host, args.port, args.share, args.auth, args.model) == ("127.0.0.1", 7860, False, None, None)
@@ -225,7 +226,7 @@ def test_serve_defaults_and_warnings(monkeypatch, tmp_path, capsys) -> None:
         launched.update(kwargs, local_paths=demo.rmtqa.local_paths)
         return None, "http://0.0.0.0:7860/", None
 
-    monkeypatch.setattr("app.webui.launch_app", fake_launch)
+    monkeypatch.setattr("app.webui.layout.launch_app", fake_launch)
     monkeypatch.setattr("gradio.Blocks.block_thread", lambda self: None)
     monkeypatch.setenv("RMTQA_HOME", str(tmp_path / "home"))
     secret = tmp_path / "login"
@@ -242,13 +243,13 @@ def test_serve_defaults_and_warnings(monkeypatch, tmp_path, capsys) -> None:
     monkeypatch.setenv("RMTQA_AUTH", "env:pw")
     assert serve.run(build_parser().parse_args(["serve"])) == 0 and asyncio.run(launched["auth"]("env", "pw"))
     from app.paths import default_model_dir
-    from app.webui_model import has_weights
+    from app.webui.model_tab import has_weights
 
     assert ("no model is shipped yet" in err) == (not has_weights(default_model_dir()))
 
 
 def test_model_texts(tmp_path) -> None:
-    from app.webui_model import model_card, plain_summary
+    from app.webui.model_tab import model_card, plain_summary
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -276,8 +277,8 @@ def test_model_texts(tmp_path) -> None:
     card = model_card(model)
     assert "Trained on qa1." in card and "| 16k tokens | **50%** | 10% | 50 | 8,000 |" in card and "eval/qa1.json" in card
 
-    from app.service import CorpusService
-    from app.webui import WebUI
+    from app.service.corpus_service import CorpusService
+    from app.webui.handlers import WebUI
 
     text, images = WebUI(CorpusService(tmp_path / "home", model)).model_view()
     assert text == card and [caption for _, caption in images] == ["eval/qa1.png"] and images[0][0].size == (8, 8)

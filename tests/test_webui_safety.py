@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from app.webui_format import PublicView, corpus_row, exchange_messages, md_text, report_markdown
-from app.uploads import UploadStore
+from app.corpus.uploads import UploadStore
+from app.webui.formatting import PublicView, corpus_row, exchange_messages, md_text, report_markdown
 
 HOSTILE = '<a href="https://evil.example">x</a>|<img src=x onerror=alert(1)>'
 
@@ -79,8 +79,8 @@ def test_corpus_states_in_the_table() -> None:
 
 @pytest.fixture
 def ui(tmp_path):
-    from app.service import CorpusService
-    from app.webui import WebUI
+    from app.service.corpus_service import CorpusService
+    from app.webui.handlers import WebUI
     from tests.corpus_helpers import shared_model_dir
 
     return WebUI(CorpusService(tmp_path / "home", shared_model_dir()))
@@ -114,7 +114,7 @@ def test_the_documents_table_shows_hostile_zip_members_as_text(ui, tmp_path) -> 
 
 
 def test_login_throttle_slows_guessing_and_keeps_the_right_user_in() -> None:
-    from app.webui_auth import FREE_FAILURES, LoginThrottle
+    from app.webui.auth import FREE_FAILURES, LoginThrottle
 
     waited: list[float] = []
     clock = [0.0]
@@ -136,7 +136,7 @@ def test_login_throttle_slows_guessing_and_keeps_the_right_user_in() -> None:
 
 
 def test_credentials_from_a_file_or_the_environment(tmp_path) -> None:
-    from app.webui_auth import AuthError, load_credentials
+    from app.webui.auth import AuthError, load_credentials
 
     secret = tmp_path / "auth"
     secret.write_text("me:pass:word\n")
@@ -166,8 +166,8 @@ class FakeService:
 
 
 def test_reading_jobs_share_slots_fairly_and_anyone_can_cancel() -> None:
-    from app.service import CorpusLocked
-    from app.webui_jobs import ReadingJobs
+    from app.service.corpus_service import CorpusLocked
+    from app.webui.jobs import ReadingJobs
 
     service = FakeService()
     jobs = ReadingJobs(service, slots=2)  # type: ignore[arg-type]
@@ -196,7 +196,7 @@ def test_reading_jobs_share_slots_fairly_and_anyone_can_cancel() -> None:
 
 
 def test_chat_history_survives_and_is_per_corpus(tmp_path) -> None:
-    from app.chat_history import ChatHistory
+    from app.corpus.chat_history import ChatHistory
 
     history = ChatHistory(tmp_path / "chat.sqlite3")
     history.add("a", "Who?", {"answer": "Mary", "sources": []})
@@ -208,7 +208,7 @@ def test_chat_history_survives_and_is_per_corpus(tmp_path) -> None:
 
 
 def test_the_model_summary_is_honest(tmp_path) -> None:
-    from app.webui_model import model_card, plain_summary
+    from app.webui.model_tab import model_card, plain_summary
 
     model = tmp_path / "reader"
     (model / "eval").mkdir(parents=True)
@@ -267,7 +267,7 @@ def test_stop_ends_an_answer_and_errors_keep_the_question(ui, tmp_path) -> None:
 
 
 def test_scan_progress_counts_files_and_pages() -> None:
-    from app.webui_format import progress_html
+    from app.webui.formatting import progress_html
 
     text = progress_html("c", {"phase": "scan", "path": "book.pdf", "files": 1, "pages": 234, "documents": 234, "tokens": 9000})
     assert "Scanning files: 1 file (234 pages), 9,000 tokens so far \u2014 book.pdf" in text and "rmtqa-move" in text

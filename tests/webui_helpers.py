@@ -75,8 +75,8 @@ def running_server() -> Server:
     if _SERVER is None:
         import torch
 
-        from app.service import CorpusService
-        from app.webui import build_app, launch_app
+        from app.service.corpus_service import CorpusService
+        from app.webui.layout import build_app, launch_app
         from tests.corpus_helpers import shared_model_dir
 
         torch.set_num_threads(1)

@@ -2,20 +2,22 @@
 
 A dry run runs the loaders and the tokenizer only (no model weights): one JSON report with
 `--json` (stdout carries nothing else), otherwise a progress bar on stderr and a readable
-summary. Reading into a corpus (`--corpus`, no `--dry-run`) is the corpus layer's job
-(`app.corpus_service.ingest_command(args)`); until it exists that says so in one line.
+summary. Reading into a corpus (`--corpus`, no `--dry-run`) goes through the corpus service
+with a progress bar on stderr and prints the ingest report (`print_report`, also `rmtqa rm`'s).
 """
 from __future__ import annotations
 
 import argparse
-import importlib
+import json
 import sys
 from pathlib import Path
 
-from app.cli import UserError
+from app.cli.errors import UserError
+from app.cli.progress import run_with_progress
+from app.cli.threads import configure_threads
 from app.paths import default_model_dir
 from ingest.pipeline import ingest_paths
-from ingest.report import IngestReport, Skipped
+from ingest.report import FileEntry, IngestReport, Skipped
 from ingest.stream import DocumentRecord
 from ingest.tokenizers import ByteTokenizer
 
@@ -39,14 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.dry_run:
-        try:
-            service = importlib.import_module("app.corpus_service")
-        except ModuleNotFoundError as error:
-            if error.name != "app.corpus_service":
-                raise
-            print("rmtqa: error: reading into a corpus is not available yet; use --dry-run to check what would be read", file=sys.stderr)
-            return 2
-        return service.ingest_command(args)
+        return _read_into_corpus(args)
     if args.corpus:
         print("rmtqa: note: --corpus is ignored with --dry-run", file=sys.stderr)
     tokenizer, note = load_dry_run_tokenizer(args.model)
@@ -57,6 +52,45 @@ def run(args: argparse.Namespace) -> int:
         report = _with_progress_bar(args.paths, tokenizer)
         print(summary(report, note))
     return 0 if report.documents else 1
+
+
+def _read_into_corpus(args: argparse.Namespace) -> int:
+    from app.service.corpus_service import CorpusService
+
+    if not args.corpus:
+        raise UserError("give --corpus NAME to read into a corpus (or --dry-run to only check the files)")
+    configure_threads()
+    service = CorpusService(model_dir=args.model)
+    report = run_with_progress(lambda bar: service.ingest(args.paths, args.corpus, progress=bar))
+    print_report(report, args.json)
+    return 0 if report["complete"] else 1
+
+
+def print_report(report: dict, as_json: bool) -> None:
+    """An ingest report on stdout (`rmtqa ingest --corpus`, `rmtqa rm NAME PATH...`): one JSON
+    line with `as_json`, else the files read and skipped and a line about the reading."""
+    if report.get("rebuilt"):
+        print(f"rmtqa: note: corpus {report['corpus']} was rebuilt from scratch: {report['rebuilt']}", file=sys.stderr)
+    if as_json:
+        print(json.dumps(report, ensure_ascii=False))
+        return
+    rep = IngestReport(
+        tokenizer=report["tokenizer"], tokens=report["tokens"], seconds=report["scan_seconds"],
+        documents=[FileEntry(**entry) for entry in report["documents"]],
+        skipped=[Skipped(item["path"], item["reason"], item.get("page")) for item in report["skipped"]],
+    )
+    print(summary(rep))
+    if report["segments_read"]:
+        what = f"read {report['segments_read']:,} of {report['segments']:,} segments from segment {report['first_segment_read'] + 1:,}"
+        rate = f" at {report['tokens_per_s']:,.0f} tokens/s" if report.get("tokens_per_s") else ""
+    else:
+        what, rate = f"nothing changed ({report['segments']:,} segments saved)", ""
+    print(f"Corpus {report['corpus']}: {what} in {report['read_seconds']:.1f} s{rate}; "
+          f"{report['bytes'] / 1e6:,.1f} MB on disk ({report['bytes_per_token']:.1f} bytes/token)")
+    if report["complete"]:
+        print(f"  memory sha256 {report['memory_sha256']}")
+    else:
+        print("  not complete: run the same command again to continue")
 
 
 def load_dry_run_tokenizer(model_dir: Path | None):

@@ -4,18 +4,17 @@ the web UI (`app.webui`).
 Binds 127.0.0.1 unless told otherwise; a wider bind or a public share link is opt-in and
 printed as a warning. The login comes from `--auth-file` or `$RMTQA_AUTH` (or `--auth`, which
 `ps` shows to every user of the machine); wrong logins are slowed down
-(`app.webui_auth`). Starts even when no model is shipped yet (it says so, and the Model tab
+(`app.webui.auth`). Starts even when no model is shipped yet (it says so, and the Model tab
 shows it); existing corpora read with another model can still be asked.
 """
 from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
 import sys
 from pathlib import Path
 
-from app.cli import UserError
+from app.cli.errors import UserError
 
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
@@ -70,8 +69,8 @@ def exposure_warnings(host: str, share: bool, auth: tuple[str, str] | None, *, a
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.corpus_service import configure_threads
-    from app.webui_auth import AuthError, LoginThrottle, load_credentials
+    from app.cli.threads import configure_threads
+    from app.webui.auth import AuthError, LoginThrottle, load_credentials
 
     try:
         auth = load_credentials(args.auth, args.auth_file)
@@ -85,13 +84,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"rmtqa: warning: {warning}", file=sys.stderr)
     local_paths = args.local_paths or (is_loopback(args.host) and not args.share)
 
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from app.paths import default_model_dir
-    from app.service import CorpusService
-    from app.service import DEFAULT_MAX_QUESTION_TOKENS
-    from app.webui import DEFAULT_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_TOKENS, build_app, launch_app
-    from app.webui_jobs import DEFAULT_SLOTS
-    from app.webui_model import has_weights
+    from app.service.corpus_service import DEFAULT_MAX_QUESTION_TOKENS, CorpusService
+    from app.webui.handlers import DEFAULT_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_TOKENS
+    from app.webui.jobs import DEFAULT_SLOTS
+    from app.webui.layout import build_app, launch_app
+    from app.webui.model_tab import has_weights
 
     question_cap = _positive(args.max_question_tokens, DEFAULT_MAX_QUESTION_TOKENS, "--max-question-tokens")
     token_cap = DEFAULT_MAX_UPLOAD_TOKENS if args.max_upload_tokens is None else args.max_upload_tokens

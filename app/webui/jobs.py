@@ -15,9 +15,9 @@ import time
 from collections import deque
 from typing import Callable
 
-from app.corpus_store import CorpusError, CorpusLocked
-from app.service import Cancelled, CorpusService
-from app.uploads import Staged
+from app.corpus.errors import CorpusError, CorpusLocked
+from app.corpus.uploads import Staged
+from app.service.corpus_service import Cancelled, CorpusService
 
 log = logging.getLogger("rmtqa.webui")
 

@@ -27,8 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.corpus_service import configure_threads
-    from app.service import DEFAULT_MAX_QUESTION_TOKENS, CorpusService
+    from app.cli.threads import configure_threads
+    from app.service.corpus_service import DEFAULT_MAX_QUESTION_TOKENS, CorpusService
 
     configure_threads()
     service = CorpusService(model_dir=args.model, max_question_tokens=args.max_question_tokens or DEFAULT_MAX_QUESTION_TOKENS)

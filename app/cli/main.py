@@ -1,6 +1,6 @@
 """The `rmtqa` command line.
 
-Each subcommand lives in its own module under `app/commands/` and exposes
+Each subcommand lives in its own module under `app/cli/commands/` and exposes
 `register(subparsers)`; this file only wires them together and turns any failure
 into one clear line on stderr and a non-zero exit code (no tracebacks for users;
 set RMTQA_DEBUG=1 to see them).
@@ -14,18 +14,14 @@ import sys
 
 # Modules that provide subcommands, in the order `--help` lists them.
 COMMAND_MODULES = [
-    "app.commands.ingest",
-    "app.commands.ask",
-    "app.commands.corpora",
-    "app.commands.check",
-    "app.commands.train",
-    "app.commands.evaluate",
-    "app.commands.serve",
+    "app.cli.commands.ingest",
+    "app.cli.commands.ask",
+    "app.cli.commands.corpora",
+    "app.cli.commands.check",
+    "app.cli.commands.train",
+    "app.cli.commands.evaluate",
+    "app.cli.commands.serve",
 ]
-
-
-class UserError(Exception):
-    """A failure caused by the user's input: printed as one line, exit code 1."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,8 +14,8 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from app.uploads import UploadStore
-from app.webui_model import display_dir
+from app.corpus.uploads import UploadStore
+from app.webui.model_tab import display_dir
 
 Namer = Callable[[str], str]
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~&])")

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.utils import AddableDict
 
-from app.service import CorpusService
+from app.service.corpus_service import CorpusService
 
 _OPTIONS = ("as_of", "max_new_tokens", "sources", "top_k", "temperature", "top_p")
 

@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from app.service import CorpusService
+    from app.service.corpus_service import CorpusService
 
     service = CorpusService()
     if args.corpus:
@@ -77,8 +77,10 @@ def _print_table(rows: list[list[str]], right: set[int]) -> None:
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    from app.corpus_service import configure_threads, print_report, run_with_progress
-    from app.service import CorpusService
+    from app.cli.commands.ingest import print_report
+    from app.cli.progress import run_with_progress
+    from app.cli.threads import configure_threads
+    from app.service.corpus_service import CorpusService
 
     service = CorpusService(model_dir=args.model)
     if not args.paths:

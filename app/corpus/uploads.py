@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from app.corpus_store import validate_name
+from app.corpus.format import validate_name
 
 INCOMING = ".incoming"
 STALE_SECONDS = 24 * 3600  # a staged upload older than this was abandoned (a killed server)

@@ -20,7 +20,7 @@ import argparse
 import json
 from pathlib import Path
 
-from app.cli import UserError
+from app.cli.errors import UserError
 from app.paths import default_model_dir
 
 AUTOCAST = {"bf16": "bfloat16"}

@@ -11,7 +11,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from app.cli import UserError
+from app.cli.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

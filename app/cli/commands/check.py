@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.corpus_store import CorpusDamaged, CorpusStore
+    from app.corpus.errors import CorpusDamaged
+    from app.corpus.store import CorpusStore
     from app.paths import rmtqa_home
 
     try:

@@ -14,6 +14,7 @@ import re
 import stat
 import zipfile
 from pathlib import PurePosixPath
+from typing import BinaryIO
 
 from ingest.files import FileRef
 from ingest.limits import Limits, human_bytes
@@ -28,9 +29,7 @@ def open_zip(ref: FileRef, report: SkipSink, limits: Limits) -> zipfile.ZipFile 
         report.skip(ref.source, f"archive nested more than {limits.max_archive_depth} deep")
         return None
     try:
-        # A member of another archive is read into memory (bounded): zip needs to seek.
-        handle = ref.opener() if ref.depth == 0 else io.BytesIO(ref.read_bytes(limits.max_member_bytes))
-        archive = zipfile.ZipFile(handle)
+        archive = zipfile.ZipFile(seekable(ref, limits))
     except Exception as error:  # noqa: BLE001 - BadZipFile, OSError, ValueError, ...
         report.skip(ref.source, f"damaged or not a zip archive: {error}")
         return None
@@ -40,6 +39,12 @@ def open_zip(ref: FileRef, report: SkipSink, limits: Limits) -> zipfile.ZipFile 
         report.skip(ref.source, reason)
         return None
     return archive
+
+
+def seekable(ref: FileRef, limits: Limits) -> BinaryIO:
+    """The file opened for reading, able to seek as zip needs: a file on disk as is, a member
+    of another archive read into memory (ValueError past `limits.max_member_bytes`)."""
+    return ref.opener() if ref.depth == 0 else io.BytesIO(ref.read_bytes(limits.max_member_bytes))
 
 
 def refusal_reason(infos: list[zipfile.ZipInfo], limits: Limits, archive_bytes: int) -> str | None:

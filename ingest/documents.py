@@ -4,9 +4,10 @@ Metadata:
 - `source`: display path; inside an archive `archive.zip/inner/path`.
 - `page`: 1-based page number for PDF pages, else None.
 - `line_start`: 1-based line of the document's first line within its file (or, for PDF
-  pages, within the page's extracted text; for HTML/EPUB, within the extracted text), so
-  that a text file read in blocks keeps its real line numbers.
-- `kind`: "pdf", "text", "html", "epub" or "code".
+  pages, within the page's extracted text; for HTML/EPUB, within the extracted text; for
+  Word documents, the paragraph or table row), so that a text file read in blocks keeps its
+  real line numbers.
+- `kind`: "pdf", "text", "html", "epub", "docx" or "code".
 Loaders may add more keys (e.g. `title`, `section`, `char_offset`); the stream carries
 `title` and `section` into provenance.
 
@@ -26,7 +27,7 @@ from ingest.files import FileRef, as_file_ref
 from ingest.limits import DEFAULT_LIMITS, Limits
 from ingest.report import IngestReport, SkipSink
 
-KINDS = ("pdf", "text", "html", "epub", "code")
+KINDS = ("pdf", "text", "html", "epub", "docx", "code")
 
 
 def make_document(text: str, *, source: str, kind: str, page: int | None = None, line_start: int = 1, **extra) -> Document:
@@ -62,4 +63,4 @@ class FileLoader(BaseLoader):
 
     @abstractmethod
     def _documents(self) -> Iterator[Document]:
-        """The file's documents; each concrete loader (PDF, text, HTML, EPUB) defines this."""
+        """The file's documents; each concrete loader (PDF, text, HTML, EPUB, Word) defines this."""

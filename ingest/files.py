@@ -98,9 +98,9 @@ def as_file_ref(file: FileRef | str | Path) -> FileRef:
 
 
 def classify(ref: FileRef) -> str | None:
-    """The loader a file needs: 'pdf', 'epub', 'html', 'text', 'code', 'zip'; None if unsupported."""
+    """The loader a file needs: 'pdf', 'epub', 'docx', 'html', 'text', 'code', 'zip'; None if unsupported."""
     name, suffix = ref.name, ref.suffix
-    if suffix in (".pdf", ".epub", ".zip"):
+    if suffix in (".pdf", ".epub", ".docx", ".zip"):
         return suffix[1:]
     if suffix in HTML_SUFFIXES:
         return "html"

@@ -27,6 +27,8 @@ class Limits:
     # A PDF, EPUB or nested zip inside an archive is read into memory to be parsed.
     max_member_bytes: int = 512 * MiB
     max_archive_depth: int = 3
+    # A Word document's parts are all read into memory by python-docx: what they expand to.
+    max_docx_bytes: int = 256 * MiB
     # Text is read and tokenized in blocks of about this many characters (split at lines).
     text_block_chars: int = 1 * MiB
 

@@ -24,6 +24,7 @@ from ingest.pdf import PdfLoader
 from ingest.report import SkipSink
 from ingest.text import TextLoader
 from ingest.walk import IGNORE_FILE, TreeFilter, walk_folder
+from ingest.word import DocxLoader
 
 
 def display_path(path: str | Path) -> str:
@@ -111,6 +112,8 @@ def _load(ref: FileRef, kind: str, report: SkipSink, limits: Limits) -> Iterator
         yield from PdfLoader(ref, report).lazy_load()
     elif kind == "epub":
         yield from EpubLoader(ref, report, limits=limits).lazy_load()
+    elif kind == "docx":
+        yield from DocxLoader(ref, report, limits=limits).lazy_load()
     elif kind == "html":
         yield from HtmlLoader(ref, report, limits=limits).lazy_load()
     else:

@@ -31,7 +31,7 @@ from typing import Callable
 import torch
 from transformers import PretrainedConfig
 
-from model.backbones import build_rmt, gpt2_small_config, load_smollm2, tiny_llama_config
+from model.backbones import build_rmt, gpt2_small_config, load_rmt, load_smollm2, tiny_llama_config
 from model.cpu_reading import CPU_READINGS
 from model.rmt import CONFIG_FILE, RecurrentMemoryTransformer
 
@@ -133,7 +133,7 @@ def smollm2_reader(model_dir: Path | None) -> tuple[RecurrentMemoryTransformer, 
     from model.tokenizer import HFTokenizer, load_tokenizer
 
     if model_dir is not None:
-        return RecurrentMemoryTransformer.from_pretrained(model_dir), load_tokenizer(model_dir)
+        return load_rmt(model_dir), load_tokenizer(model_dir)
     backbone, tokenizer = load_smollm2()
     return build_rmt(backbone, num_mem_tokens=16, segment_size=512, seed=0).eval(), HFTokenizer(tokenizer)
 

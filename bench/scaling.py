@@ -171,13 +171,13 @@ def child_full(args: argparse.Namespace) -> dict:
     import numpy as np
     import torch
 
-    from model.rmt import RecurrentMemoryTransformer
+    from model.backbones import load_rmt
     from model.tokenizer import load_tokenizer
     from ingest.stream import encode_text
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    rmt = RecurrentMemoryTransformer.from_pretrained(args.model)
+    rmt = load_rmt(args.model)
     backbone = rmt.backbone
     limit = getattr(backbone.config, "max_position_embeddings", None)
     if limit is not None and limit < args.length:

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ingest.limits import DEFAULT_LIMITS, Limits
+from ingest.records import DocumentRecord
 from ingest.report import IngestReport, Skipped
 from ingest.sources import iter_documents
-from ingest.stream import CorpusStream, DocumentRecord
+from ingest.stream import CorpusStream
 from ingest.tokenizers import tokenizer_name
 
 Progress = Callable[[DocumentRecord | Skipped], None]

@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from ingest.stream import DocumentRecord
+from ingest.records import DocumentRecord
 
 
 @dataclass(frozen=True)

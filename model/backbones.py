@@ -151,3 +151,18 @@ def build_pretrained_rmt(
     model = build_rmt(backbone, num_mem_tokens, segment_size, bptt_depth, seed, memory_update)
     model.attach_adapter({"name": source, "sha256": sha256}, lora)
     return model, tokenizer
+
+
+def saved_backbone(config: dict) -> nn.Module:
+    """The backbone a saved reader's config.json names: its pretrained source (the installed
+    file must be the recorded one), else a fresh one of the stored shape (the reader's file
+    holds its weights)."""
+    source = config.get("backbone_source")
+    if source is None:
+        return backbone_from_config(config["backbone"])
+    return pretrained_backbone(source["name"], source["sha256"])[0]
+
+
+def load_rmt(directory: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> RecurrentMemoryTransformer:
+    """A reader saved by `save_pretrained` (a full model or an adapter directory), with its backbone."""
+    return RecurrentMemoryTransformer.from_pretrained(directory, saved_backbone, dtype, device)

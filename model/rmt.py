@@ -25,7 +25,7 @@ import json
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -506,8 +506,11 @@ class RecurrentMemoryTransformer(nn.Module):
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> "RecurrentMemoryTransformer":
-        """Load from safetensors only (never pickle); no remote code."""
+    def from_pretrained(cls, directory: str | Path, backbone_for: Callable[[dict], nn.Module], dtype: torch.dtype = torch.float32,
+                        device: str | torch.device = "cpu") -> "RecurrentMemoryTransformer":
+        """Load from safetensors only (never pickle); no remote code. `backbone_for(config)` gives
+        the backbone the saved config names (this module knows no backbones:
+        `model.backbones.load_rmt` passes `saved_backbone`)."""
         directory = Path(directory)
         config_path = directory / CONFIG_FILE
         if not config_path.is_file():
@@ -515,15 +518,9 @@ class RecurrentMemoryTransformer(nn.Module):
         config = json.loads(config_path.read_text())
         if config.get("format") != "rmtqa-rmt/1":
             raise ValueError(f"{config_path} is not an rmtqa model config")
-        from model.backbones import backbone_from_config
-
         source = config.get("backbone_source")
-        if source is None:
-            model = cls(RMTConfig.from_dict(config["rmt"]), backbone_from_config(config["backbone"]))
-        else:
-            from model.backbones import pretrained_backbone
-
-            model = cls(RMTConfig.from_dict(config["rmt"]), pretrained_backbone(source["name"], source["sha256"])[0])
+        model = cls(RMTConfig.from_dict(config["rmt"]), backbone_for(config))
+        if source is not None:
             model.attach_adapter(source, config.get("lora"))
         state = load_file(str(directory / WEIGHTS_FILE))
         missing, unexpected = model.load_state_dict(state, strict=False)

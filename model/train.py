@@ -20,10 +20,10 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from model.backbones import build_pretrained_rmt, build_rmt, tiny_llama_config
+from model.backbones import build_pretrained_rmt, build_rmt, load_rmt, tiny_llama_config
 from model.babi import needle_questions, where_is_questions
 from model.distributed import Distributed
-from model.rmt import IGNORE_INDEX, Probe, RecurrentMemoryTransformer, RMTOutput
+from model.rmt import IGNORE_INDEX, Probe, RMTOutput
 from model.tasks import ANSWER_TEMPLATE, QUESTION_TEMPLATE, NoiseSource, TaskGenerator, TaskSample, direct_sample
 from model.tokenizer import SP_FILE, HFTokenizer, SentencePieceTokenizer, load_tokenizer
 
@@ -234,7 +234,7 @@ class Trainer:
         self.rng = random.Random(self.dist.seed(config.seed))
 
         if config.init_from:
-            self.model = RecurrentMemoryTransformer.from_pretrained(_resolve(config.init_from), device=self.device).train()
+            self.model = load_rmt(_resolve(config.init_from), device=self.device).train()
             if config.num_mem_tokens != self.model.config.num_mem_tokens:
                 self.model.widen_memory(config.num_mem_tokens, seed=config.seed)
             self.tokenizer = load_tokenizer(_resolve(config.init_from))
@@ -420,7 +420,7 @@ class Trainer:
         if not (ckpt / "trainer_state.json").is_file():
             return
         state = json.loads((ckpt / "trainer_state.json").read_text())
-        loaded = RecurrentMemoryTransformer.from_pretrained(ckpt, device=self.device)
+        loaded = load_rmt(ckpt, device=self.device)
         self.model.load_state_dict(loaded.state_dict())
         _optimizer_from_flat(self.optimizer, load_file(str(ckpt / "optimizer.safetensors")), state["optimizer"])
         self.step, self.stage_index = state["step"], state["stage_index"]

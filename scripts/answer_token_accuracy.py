@@ -19,7 +19,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.babi import needle_kind  # noqa: E402
-from model.rmt import IGNORE_INDEX, RecurrentMemoryTransformer  # noqa: E402
+from model.backbones import load_rmt  # noqa: E402
+from model.rmt import IGNORE_INDEX  # noqa: E402
 from model.tasks import NoiseSource, TaskGenerator  # noqa: E402
 from model.tokenizer import load_tokenizer  # noqa: E402
 from model.train import collate  # noqa: E402
@@ -36,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    model = RecurrentMemoryTransformer.from_pretrained(args.model)
+    model = load_rmt(args.model)
     tokenizer = load_tokenizer(args.model)
     noise = NoiseSource.from_directory(Path(args.books), include=["frankenstein"])
     needles = TaskGenerator(tokenizer, ["qa1"], noise=noise, seed=args.seed, needle_probability=1.0)

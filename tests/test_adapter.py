@@ -15,7 +15,7 @@ from safetensors import safe_open
 from transformers import LlamaConfig
 
 from model.adapters import ADAPTER_MARK, LLAMA_PROJECTIONS, LoraSettings, add_lora, merge_lora
-from model.backbones import BACKBONE_SOURCES, BackboneSource, backbone_from_config, build_pretrained_rmt, tiny_llama_config
+from model.backbones import BACKBONE_SOURCES, BackboneSource, backbone_from_config, build_pretrained_rmt, load_rmt, tiny_llama_config
 from model.rmt import CONFIG_FILE, IGNORE_INDEX, WEIGHTS_FILE, RecurrentMemoryTransformer
 
 pytest.importorskip("peft")
@@ -84,7 +84,7 @@ def test_adapter_directory_round_trip(tmp_path: Path) -> None:
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert names == trainable  # nothing of the frozen backbone, nothing trained left out
 
-    loaded = RecurrentMemoryTransformer.from_pretrained(tmp_path)
+    loaded = load_rmt(tmp_path)
     assert torch.equal(answer_logits(loaded), answer_logits(model))
     assert not torch.equal(answer_logits(loaded), answer_logits(RecurrentMemoryTransformer(model.config, tiny_backbone()).eval()))
 
@@ -93,7 +93,7 @@ def test_adapter_refuses_other_backbone_weights(tmp_path: Path, monkeypatch: pyt
     trained_adapter().save_pretrained(tmp_path)
     monkeypatch.setitem(BACKBONE_SOURCES, "tiny-test", BackboneSource(lambda dtype: (tiny_backbone(), None, "cd" * 32)))
     with pytest.raises(ValueError, match="sha256"):
-        RecurrentMemoryTransformer.from_pretrained(tmp_path)
+        load_rmt(tmp_path)
 
 
 def test_merged_adapters_compute_the_same_function() -> None:

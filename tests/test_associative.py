@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from model.associative import AssociativeMemory, dpfp, feature_size
+from model.backbones import load_rmt
 from model.rmt import CONFIG_FILE, RecurrentMemoryTransformer
 from tests.test_rmt import MEM, PROMPT, SEGMENT, greedy_without_cache, make_rmt, question, tokens
 
@@ -110,7 +111,7 @@ def test_a_copied_cell_reads_its_own_associative_memory() -> None:
 def test_the_associative_memory_round_trips_and_is_absent_from_configs_without_it(tmp_path) -> None:
     model = with_associative("llama", "tokens")
     model.save_pretrained(tmp_path / "armt")
-    loaded = RecurrentMemoryTransformer.from_pretrained(tmp_path / "armt")
+    loaded = load_rmt(tmp_path / "armt")
     assert (loaded.config.associative_keys, loaded.config.associative_write) == (KEYS, "tokens")
     ids = tokens(2, 3 * SEGMENT)
     assert torch.equal(list(loaded.read(ids))[-1], list(model.read(ids))[-1])
@@ -130,7 +131,7 @@ def test_a_corpus_read_with_an_associative_reader_stores_its_whole_state_and_ans
     from tests.corpus_helpers import book_lines, make_model_dir, write_text
 
     model_dir = make_model_dir(tmp_path / "model")
-    model = RecurrentMemoryTransformer.from_pretrained(model_dir)
+    model = load_rmt(model_dir)
     model.add_associative_memory(KEYS, "tokens")
     with torch.no_grad():
         for memory in model.cell.associative.memories:

@@ -32,9 +32,9 @@ def one_thread(monkeypatch):
 
 @pytest.fixture(scope="module")
 def reader():
-    from model.rmt import RecurrentMemoryTransformer
+    from model.backbones import load_rmt
 
-    return RecurrentMemoryTransformer.from_pretrained(shared_model_dir())
+    return load_rmt(shared_model_dir())
 
 
 @pytest.fixture

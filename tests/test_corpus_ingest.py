@@ -36,9 +36,9 @@ def model_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def reader(model_dir):
-    from model.rmt import RecurrentMemoryTransformer
+    from model.backbones import load_rmt
 
-    return RecurrentMemoryTransformer.from_pretrained(model_dir)
+    return load_rmt(model_dir)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.backbones import build_rmt, tiny_llama_config
+from model.backbones import build_rmt, load_rmt, tiny_llama_config
 from model.config import RMTConfig
 from model.rmt import RecurrentMemoryTransformer
 
@@ -54,6 +54,6 @@ def test_the_int8_copy_follows_weight_updates() -> None:
 
 def test_the_setting_is_saved_and_checked(tmp_path: Path) -> None:
     tiny("int8").save_pretrained(tmp_path)
-    assert RecurrentMemoryTransformer.from_pretrained(tmp_path).config.cpu_reading == "int8"
+    assert load_rmt(tmp_path).config.cpu_reading == "int8"
     with pytest.raises(ValueError, match="cpu_reading"):
         RMTConfig(cpu_reading="fp8")

@@ -16,9 +16,8 @@ import torch
 from app.cli.commands.evaluate import NEEDLE_SEED
 from app.cli.main import main
 from model.babi import NEEDLE_KINDS, BabiSample
-from model.backbones import build_rmt, tiny_llama_config
+from model.backbones import build_rmt, load_rmt, tiny_llama_config
 from model.evaluate import bm25_context, bm25_segment, evaluate, exact_match, normalize_answer
-from model.rmt import RecurrentMemoryTransformer
 from model.tasks import NoiseSource, TaskGenerator, make_sample
 from model.tokenizer import SentencePieceTokenizer, load_tokenizer
 
@@ -184,7 +183,7 @@ def test_eval_direct_puts_the_facts_in_the_question_and_reads_nothing(capsys, ti
 
 
 def test_evaluate_groups_given_samples_by_length(tokenizer: SentencePieceTokenizer, tiny_model_dir: Path) -> None:
-    model = RecurrentMemoryTransformer.from_pretrained(tiny_model_dir).train()
+    model = load_rmt(tiny_model_dir).train()
     generator = TaskGenerator(tokenizer, ["qa1"], noise=NoiseSource([NOISE_TEXT]), seed=0)
     samples = [generator.sample(n) for n in (150, 80, 150)]
     report = evaluate(model, tokenizer, samples, depth_buckets=1, baselines=())
@@ -201,7 +200,7 @@ def shipped_reader(length: str, samples: int, task: str = "qa1") -> dict:
     """Exact match of the shipped model on held-out questions in the held-out book: qa1 val
     stories, or needles from the seed `rmtqa eval --task needle` uses (never trained on)."""
     start = time.perf_counter()
-    model = RecurrentMemoryTransformer.from_pretrained(ASSETS)
+    model = load_rmt(ASSETS)
     tokenizer = load_tokenizer(ASSETS)
     noise = NoiseSource.from_directory(DATA / "books", include=["frankenstein"])
     if task == "needle":

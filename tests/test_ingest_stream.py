@@ -9,7 +9,8 @@ import pytest
 
 from ingest.documents import make_document
 from ingest.report import IngestReport, Skipped
-from ingest.stream import CODE_HEADER, DOCUMENT_HEADER, CorpusStream, DocumentRecord, encode_text
+from ingest.records import DocumentRecord
+from ingest.stream import CODE_HEADER, DOCUMENT_HEADER, CorpusStream, encode_text
 from ingest.tokenizers import ByteTokenizer
 
 REPO = Path(__file__).resolve().parents[1]

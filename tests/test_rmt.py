@@ -15,7 +15,7 @@ from safetensors import safe_open
 from torch import Tensor
 from transformers import GPT2Config
 
-from model.backbones import build_rmt, tiny_llama_config
+from model.backbones import build_rmt, load_rmt, tiny_llama_config
 from model.rmt import CONFIG_FILE, IGNORE_INDEX, WEIGHTS_FILE, Probe, RecurrentMemoryTransformer, closes_loop
 
 VOCAB = 300
@@ -231,7 +231,7 @@ def test_save_and_load_round_trip_is_exact(kind: str, tmp_path) -> None:
     tied_names = {name for name, p in model.named_parameters(remove_duplicate=False) if p is embedding}
     assert len(tied_names) == 2 and len(tied_names & stored) == 1  # the tied matrix is stored once
 
-    loaded = RecurrentMemoryTransformer.from_pretrained(tmp_path)
+    loaded = load_rmt(tmp_path)
     assert loaded.backbone.get_output_embeddings().weight is loaded.backbone.get_input_embeddings().weight
     context, (query, labels) = tokens(2, 40), question(2)
     for got, expected in zip(loaded.read(context), model.read(context)):
@@ -253,7 +253,7 @@ def test_widened_memory_keeps_the_trained_vectors_and_round_trips(tmp_path) -> N
     assert any(p is model.cell.memory for p in model.parameters())  # trained, not a stale tensor
 
     model.save_pretrained(tmp_path)
-    loaded = RecurrentMemoryTransformer.from_pretrained(tmp_path)
+    loaded = load_rmt(tmp_path)
     assert loaded.config.num_mem_tokens == 2 * MEM and torch.equal(loaded.cell.memory, model.cell.memory)
     with pytest.raises(ValueError, match="only grow"):
         model.widen_memory(MEM)
@@ -264,7 +264,7 @@ def test_bfloat16_save_equals_a_bfloat16_copy(tmp_path) -> None:
     model.save_pretrained(tmp_path, dtype=torch.bfloat16)
     with safe_open(str(tmp_path / WEIGHTS_FILE), framework="pt") as weights:
         assert {weights.get_tensor(name).dtype for name in weights.keys()} == {torch.bfloat16}
-    loaded = RecurrentMemoryTransformer.from_pretrained(tmp_path, dtype=torch.bfloat16)
+    loaded = load_rmt(tmp_path, dtype=torch.bfloat16)
     reference = copy.deepcopy(model).to(torch.bfloat16)
     context = tokens(1, 40)
     for got, expected in zip(loaded.read(context), reference.read(context)):

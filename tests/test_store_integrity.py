@@ -32,11 +32,11 @@ SHARD = 4
 def clean(tmp_path_factory):
     """A corpus of 4+ shards read once (one thread, so that repairs match it bit for bit);
     tests damage copies of its home."""
-    from model.rmt import RecurrentMemoryTransformer
+    from model.backbones import load_rmt
 
     folder = tmp_path_factory.mktemp("clean")
     model_dir = shared_model_dir()
-    reader = RecurrentMemoryTransformer.from_pretrained(model_dir)
+    reader = load_rmt(model_dir)
     book = write_text(folder / "book.txt", book_lines(50, seed=5))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -112,7 +112,7 @@ class DocumentIndex:
 
 
 def concat_line_arrays(records: Iterable[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-line cumulative token/char counts of `ingest.stream.DocumentRecord`s, concatenated,
+    """Per-line cumulative token/char counts of `ingest.records.DocumentRecord`s, concatenated,
     with `offsets` (len(records) + 1) into them."""
     tokens, chars, offsets = [], [], [0]
     for record in records:

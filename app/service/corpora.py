@@ -53,9 +53,9 @@ class Corpora:
                 if self._injected is not None and self.model_dir is not None and directory == self.model_dir:
                     model = self._injected
                 else:
-                    from model.rmt import RecurrentMemoryTransformer
+                    from model.backbones import load_rmt
 
-                    model = RecurrentMemoryTransformer.from_pretrained(directory)
+                    model = load_rmt(directory)
                 loaded = self._models[fingerprint] = LoadedModel(directory, fingerprint, model, tokenizer)
             return loaded
 

@@ -144,7 +144,7 @@ class Ingesting(Corpora):
         """Run the loaders and the tokenizer over `sources`: the token stream, its hash chain
         and line arrays, and the report (a dict). Enforces `max_tokens` and `cancel` as it goes."""
         from ingest.pipeline import ingest_paths
-        from ingest.stream import DocumentRecord
+        from ingest.records import DocumentRecord
 
         began = time.perf_counter()
         base = int(old.get("tokens", 0)) if old else 0

@@ -66,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from model.babi import parse_babi
+    from model.backbones import load_rmt
     from model.evaluate import evaluate, plot_heatmap
-    from model.rmt import RecurrentMemoryTransformer
     from model.tasks import NoiseSource, TaskGenerator, direct_sample, parse_length
     from model.tokenizer import load_tokenizer
 
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = RecurrentMemoryTransformer.from_pretrained(model_dir, device=device)
+    model = load_rmt(model_dir, device=device)
     tokenizer = load_tokenizer(model_dir)
     try:
         noise = NoiseSource.from_directory(args.noise, include=args.noise_include, exclude=args.noise_exclude)

@@ -17,8 +17,8 @@ from app.cli.progress import run_with_progress
 from app.cli.threads import configure_threads
 from app.paths import default_model_dir
 from ingest.pipeline import ingest_paths
+from ingest.records import DocumentRecord
 from ingest.report import FileEntry, IngestReport, Skipped
-from ingest.stream import DocumentRecord
 from ingest.tokenizers import ByteTokenizer
 
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json")

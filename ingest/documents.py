@@ -8,8 +8,9 @@ Metadata:
   Word documents, the paragraph or table row), so that a text file read in blocks keeps its
   real line numbers.
 - `kind`: "pdf", "text", "html", "epub", "docx" or "code".
+- `ocr`: True on a PDF page whose text was read by OCR (it had no text layer).
 Loaders may add more keys (e.g. `title`, `section`, `char_offset`); the stream carries
-`title` and `section` into provenance.
+`title`, `section` and `ocr` into provenance.
 
 Every loader is a `FileLoader`: it reads one file (on disk or inside an archive), yields
 Documents lazily and reports what it cannot read to a `SkipSink` instead of raising.

@@ -29,6 +29,8 @@ class Limits:
     max_archive_depth: int = 3
     # A Word document's parts are all read into memory by python-docx: what they expand to.
     max_docx_bytes: int = 256 * MiB
+    # A page rendered for OCR is held in memory (3 bytes a pixel): bigger pages render smaller.
+    max_ocr_pixels: int = 25_000_000
     # Text is read and tokenized in blocks of about this many characters (split at lines).
     text_block_chars: int = 1 * MiB
 

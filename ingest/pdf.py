@@ -1,7 +1,9 @@
 """PDF files, one Document per page, read page by page with pypdf.
 
 A page that fails to extract, or has no text layer, is reported and skipped; only a file
-pypdf cannot open at all (damaged, encrypted with a password) is skipped as a whole.
+pypdf cannot open at all (damaged, encrypted with a password) is skipped as a whole. With an
+OCR engine (`ingest.ocr`, `rmtqa ingest --ocr`) a page without a text layer is read by OCR
+instead, and its Document says so (`ocr: True`).
 pypdf is chatty about recoverable problems (fonts, xref tables): its log records go to our
 logger at DEBUG level and its `warnings` are silenced, so users see only our skip reasons.
 """
@@ -18,13 +20,17 @@ from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError
 from pypdf.generic import ArrayObject, IndirectObject
 
+from ingest.archive import seekable
 from ingest.documents import FileLoader, make_document
 from ingest.files import FileRef
+from ingest.limits import DEFAULT_LIMITS, Limits
+from ingest.ocr import LazyPdf, PageOcr
 from ingest.report import SkipSink
 from ingest.text import normalise_newlines
 
 log = logging.getLogger("ingest.pdf")
 NO_TEXT_LAYER = "no text layer — scanned?"
+NO_TEXT_FOUND = "no text layer, and OCR found no text"
 
 
 class _ToDebug(logging.Handler):
@@ -48,15 +54,18 @@ def _quiet() -> Iterator[None]:
 
 
 class PdfLoader(FileLoader):
-    """One Document per page (metadata `page` is 1-based); `pages` limits which are read."""
+    """One Document per page (metadata `page` is 1-based); `pages` limits which are read;
+    `ocr` reads the pages that have no text layer."""
 
-    def __init__(self, file: FileRef | str | Path, report: SkipSink | None = None, *, pages: Iterable[int] | None = None):
-        super().__init__(file, report)
+    def __init__(self, file: FileRef | str | Path, report: SkipSink | None = None, *, pages: Iterable[int] | None = None,
+                 ocr: PageOcr | None = None, limits: Limits = DEFAULT_LIMITS):
+        super().__init__(file, report, limits=limits)
         self.pages = pages
+        self.ocr = ocr
 
     def _documents(self) -> Iterator[Document]:
         ref = self.file
-        with ref.opener() as handle:
+        with ref.opener() as handle, LazyPdf(lambda: seekable(ref, self.limits)) as rendered:
             reader = self._open(handle)
             if reader is None:
                 return
@@ -64,8 +73,10 @@ class PdfLoader(FileLoader):
             numbers = range(1, count + 1) if self.pages is None else [n for n in self.pages if 1 <= n <= count]
             for number in numbers:
                 text = self._page_text(reader, number)
-                if text is not None:
+                if text:
                     yield make_document(text, source=ref.source, kind="pdf", page=number, line_start=1)
+                elif text == "" and (text := self._ocr_text(rendered, number)):
+                    yield make_document(text, source=ref.source, kind="pdf", page=number, line_start=1, ocr=True)
 
     def _open(self, handle) -> PdfReader | None:
         """A reader with its page tree loaded and decrypted, or None after reporting why not."""
@@ -89,6 +100,7 @@ class PdfLoader(FileLoader):
         return reader
 
     def _page_text(self, reader: PdfReader, number: int) -> str | None:
+        """The page's text layer ('' when it has none), or None after reporting a failure."""
         try:
             with _quiet():
                 page = reader.pages[number - 1]
@@ -98,9 +110,24 @@ class PdfLoader(FileLoader):
             return None
         _forget_contents(reader, page)
         if not text or not text.strip():
-            self.report.skip(self.file.source, NO_TEXT_LAYER, page=number)
-            return None
+            return ""
         return normalise_newlines(text.replace("\x00", ""))
+
+    def _ocr_text(self, rendered: LazyPdf, number: int) -> str | None:
+        """The text OCR reads on a page without a text layer, or None after reporting why not."""
+        source = self.file.source
+        if self.ocr is None:
+            self.report.skip(source, NO_TEXT_LAYER, page=number)
+            return None
+        try:
+            text = self.ocr.pdf_page_text(rendered.document(), number)
+        except Exception as error:  # noqa: BLE001 - one page the renderer or engine fails on
+            self.report.skip(source, f"OCR failed: {_describe(error)}", page=number)
+            return None
+        if not text.strip():
+            self.report.skip(source, NO_TEXT_FOUND, page=number)
+            return None
+        return normalise_newlines(text)
 
 
 def _forget_contents(reader: PdfReader, page) -> None:

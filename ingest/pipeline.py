@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ingest.limits import DEFAULT_LIMITS, Limits
+from ingest.ocr import PageOcr
 from ingest.records import DocumentRecord
 from ingest.report import IngestReport, Skipped
 from ingest.sources import iter_documents
@@ -22,19 +23,23 @@ def ingest_paths(
     progress: Progress | None = None,
     keep_tokens: bool = True,
     limits: Limits = DEFAULT_LIMITS,
+    ocr: bool | PageOcr = False,
 ) -> tuple[IngestReport, CorpusStream]:
     """Read every file under `paths` into one token stream.
 
     `tokenizer` is anything with `encode(text) -> ids` (or a plain callable); `progress` is
     called after each document with its record (or its skip). `keep_tokens=False` only
     counts, for dry runs over huge inputs. A path given as (path, name) is named `name` in
-    the stream and the report (see `iter_documents`). Bad files end up in `report.skipped`; this
-    raises only for bugs, never for bad input.
+    the stream and the report (see `iter_documents`). `ocr=True` reads PDF pages without a
+    text layer by OCR (`ingest.ocr`; raises `OcrUnavailable` at once when the extra is not
+    installed). Bad files end up in `report.skipped`; this raises only for bugs (and a missing
+    OCR engine), never for bad input.
     """
+    engine = PageOcr(limits) if ocr is True else ocr or None
     started = time.perf_counter()
     report = IngestReport(tokenizer=tokenizer_name(tokenizer))
     stream = CorpusStream(tokenizer, keep_tokens=keep_tokens, report=report)
-    for document in iter_documents(paths, report, limits=limits):
+    for document in iter_documents(paths, report, limits=limits, ocr=engine):
         try:
             result = stream.add(document)
         except Exception as error:  # noqa: BLE001 - a tokenizer failing on odd text

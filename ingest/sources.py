@@ -19,6 +19,7 @@ from ingest.epub import EpubLoader
 from ingest.files import FileRef, classify, generated_reason, printable_path
 from ingest.html import HtmlLoader
 from ingest.limits import DEFAULT_LIMITS, Limits, human_bytes
+from ingest.ocr import PageOcr
 from ingest.order import order_files
 from ingest.pdf import PdfLoader
 from ingest.report import SkipSink
@@ -34,19 +35,20 @@ def display_path(path: str | Path) -> str:
 
 
 def iter_documents(paths: Iterable[str | Path | tuple[str | Path, str]], report: SkipSink, *,
-                   limits: Limits = DEFAULT_LIMITS) -> Iterator[Document]:
+                   limits: Limits = DEFAULT_LIMITS, ocr: PageOcr | None = None) -> Iterator[Document]:
     """Documents of every readable file under `paths`, in a deterministic order. A path may
     come as (path, name): documents and skips are then named from `name` (what the user
-    knows it as, e.g. an upload's file name) instead of the server's path."""
+    knows it as, e.g. an upload's file name) instead of the server's path. `ocr` reads PDF
+    pages that have no text layer."""
     for raw in paths:
         path, display = (Path(raw[0]), raw[1]) if isinstance(raw, tuple) else (Path(raw), display_path(raw))
         try:
             if not os.path.lexists(path):
                 report.skip(display, "no such file or folder")
             elif path.is_dir():
-                yield from _folder(path, display, report, limits)
+                yield from _folder(path, display, report, limits, ocr)
             elif path.is_file():
-                yield from read_file(FileRef.from_path(path, display), report, limits)
+                yield from read_file(FileRef.from_path(path, display), report, limits, ocr)
             elif path.is_symlink():
                 os.stat(path)  # raises the real problem (a loop, a missing target)
                 report.skip(display, "not a regular file")
@@ -56,16 +58,16 @@ def iter_documents(paths: Iterable[str | Path | tuple[str | Path, str]], report:
             report.skip(display, f"cannot read: {error.strerror or error}")
 
 
-def _folder(path: Path, display: str, report: SkipSink, limits: Limits) -> Iterator[Document]:
+def _folder(path: Path, display: str, report: SkipSink, limits: Limits, ocr: PageOcr | None) -> Iterator[Document]:
     if (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir():
         if path.name != ".git":
             report.skip(display, "bare git repository (no working tree): clone it, then ingest the clone")
             return
         path, display = path.parent, display_path(path.parent)  # repo/.git means the repository
-    yield from read_tree(walk_folder(path, "" if display == "." else display, report), report, limits)
+    yield from read_tree(walk_folder(path, "" if display == "." else display, report), report, limits, ocr)
 
 
-def read_tree(files: list[FileRef], report: SkipSink, limits: Limits) -> Iterator[Document]:
+def read_tree(files: list[FileRef], report: SkipSink, limits: Limits, ocr: PageOcr | None = None) -> Iterator[Document]:
     """The files of one folder or archive, Python in import order, within the size cap."""
     budget = limits.max_tree_bytes
     for ref in order_files(files, limits.max_code_file_bytes):
@@ -76,7 +78,7 @@ def read_tree(files: list[FileRef], report: SkipSink, limits: Limits) -> Iterato
             report.skip(ref.source, reason)
             continue
         budget -= ref.size
-        yield from _load(ref, kind, report, limits)
+        yield from _load(ref, kind, report, limits, ocr)
 
 
 def kind_or_reason(ref: FileRef, limits: Limits) -> tuple[str | None, str | None]:
@@ -96,20 +98,20 @@ def kind_or_reason(ref: FileRef, limits: Limits) -> tuple[str | None, str | None
     return kind, None
 
 
-def read_file(ref: FileRef, report: SkipSink, limits: Limits) -> Iterator[Document]:
+def read_file(ref: FileRef, report: SkipSink, limits: Limits, ocr: PageOcr | None = None) -> Iterator[Document]:
     """Documents of one file, dispatched by type; problems are reported, never raised."""
     kind, reason = kind_or_reason(ref, limits)
     if reason:
         report.skip(ref.source, reason)
         return
-    yield from _load(ref, kind, report, limits)
+    yield from _load(ref, kind, report, limits, ocr)
 
 
-def _load(ref: FileRef, kind: str, report: SkipSink, limits: Limits) -> Iterator[Document]:
+def _load(ref: FileRef, kind: str, report: SkipSink, limits: Limits, ocr: PageOcr | None) -> Iterator[Document]:
     if kind == "zip":
-        yield from guarded(_zip(ref, report, limits), report, ref.source)
+        yield from guarded(_zip(ref, report, limits, ocr), report, ref.source)
     elif kind == "pdf":
-        yield from PdfLoader(ref, report).lazy_load()
+        yield from PdfLoader(ref, report, ocr=ocr, limits=limits).lazy_load()
     elif kind == "epub":
         yield from EpubLoader(ref, report, limits=limits).lazy_load()
     elif kind == "docx":
@@ -120,13 +122,13 @@ def _load(ref: FileRef, kind: str, report: SkipSink, limits: Limits) -> Iterator
         yield from TextLoader(ref, report, kind=kind, limits=limits).lazy_load()
 
 
-def _zip(ref: FileRef, report: SkipSink, limits: Limits) -> Iterator[Document]:
+def _zip(ref: FileRef, report: SkipSink, limits: Limits, ocr: PageOcr | None) -> Iterator[Document]:
     archive = open_zip(ref, report, limits)
     if archive is None:
         return
     with archive:
         members = archive_members(archive, ref, report)
-        yield from read_tree(_filter_tree(members, ref, report, limits), report, limits)
+        yield from read_tree(_filter_tree(members, ref, report, limits), report, limits, ocr)
 
 
 def _filter_tree(members: list[FileRef], archive: FileRef, report: SkipSink, limits: Limits) -> list[FileRef]:

@@ -33,7 +33,7 @@ from ingest.tokenizers import batch_encoder
 
 CODE_HEADER = "# File: {source}\n"
 DOCUMENT_HEADER = "# Document: {source}\n"
-_CARRIED_METADATA = ("title", "section")
+_CARRIED_METADATA = ("title", "section", "ocr")
 
 
 def split_lines(text: str) -> list[str]:

@@ -80,7 +80,7 @@ class DocumentIndex:
             line_tokens = (first, last)
         return {
             "path": record["path"], "page": record["page"], "kind": record["kind"], "lines": lines,
-            "chars": span, "tokens": (first, last), "line_tokens": line_tokens,
+            "chars": span, "tokens": (first, last), "line_tokens": line_tokens, **record.get("extra", {}),
         }
 
     def resolve_as_of(self, as_of: str) -> tuple[int, str]:

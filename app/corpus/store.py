@@ -183,8 +183,10 @@ class CorpusWriter:
     # ---------------------------------------------------------------- protocol
 
     def begin(self, *, model: dict, tokenizer: str, sources: list[str], records: list[dict], files: list[dict], skipped: list[dict],
-              line_tokens: np.ndarray, line_chars: np.ndarray, offsets: np.ndarray, tokens: int, hashes: list[bytes]) -> dict:
-        """Point the manifest at the new stream and keep the saved prefix that still holds.
+              line_tokens: np.ndarray, line_chars: np.ndarray, offsets: np.ndarray, tokens: int, hashes: list[bytes],
+              ocr: bool = False) -> dict:
+        """Point the manifest at the new stream and keep the saved prefix that still holds;
+        `ocr`: the stream was read with OCR (later ingests keep reading it so).
 
         Returns {"start": first segment to read, "first_changed": first segment whose
         content differs from what was saved, "rebuilt": reason or None}.
@@ -217,6 +219,7 @@ class CorpusWriter:
             "state_dtype": str(STATE_DTYPE).removeprefix("torch."),
             "shard_segments": shard_segments(),
             "sources": sources,
+            "ocr": ocr,
             "documents_file": documents_file,
             "documents_sha256": documents_sha256,
             "lines_file": lines_file,

@@ -20,6 +20,8 @@ EXCERPT_CHARS = 300
 QUESTION_CHARS_PER_TOKEN = 32  # longer than this many chars per allowed token: refused untokenized
 PASSAGE_CONTEXT_LINES = 8  # lines shown around a cited passage of a text or code file
 PASSAGE_MAX_LINES = 200
+# Provenance a source carries when its document has it: a Word heading path, a page read by OCR.
+SOURCE_EXTRAS = ("section", "ocr")
 
 
 class Asking(Corpora):
@@ -30,7 +32,9 @@ class Asking(Corpora):
 
         Returns {"answer", "sources": [{"path", "page" (int for paged documents, else
         null), "lines": [first, last], "excerpt" (<= 300 chars), "score" (rise of the
-        answer's log-likelihood over that segment), "segment", "tokens": [start, end]}],
+        answer's log-likelihood over that segment), "segment", "tokens": [start, end],
+        "section" (a heading path, when the document has one), "ocr" (true: the page's text
+        was read by OCR)}],
         "seconds", "corpus", "as_of" (label or null), "segment" (the memory is the one after
         this segment), "segments", "complete"}. Segments count from 1: "segment": 96 with
         "segments": 740 means the answer came from the memory after segment 96 of 740.
@@ -238,6 +242,7 @@ class Asking(Corpora):
         return {
             "path": part["path"], "page": part["page"], "lines": list(part["lines"]), "excerpt": excerpt,
             "score": round(float(rise), 4), "segment": segment + 1, "tokens": list(part["tokens"]),
+            **{key: part[key] for key in SOURCE_EXTRAS if part.get(key)},
         }
 
     def passage(self, corpus: str, path: str, page: int | None = None, lines: Sequence[int] | None = None) -> dict:

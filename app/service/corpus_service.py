@@ -9,7 +9,7 @@ another thread; they answer from the last saved segment) and at most one writer 
 Public API (dict shapes in each docstring)::
 
     service = CorpusService(home=None, model_dir=None, max_question_tokens=256)
-    service.ingest(paths, corpus, *, uploads=None, max_tokens=None, progress=None, cancel=None) -> report
+    service.ingest(paths, corpus, *, uploads=None, max_tokens=None, progress=None, cancel=None, ocr=False) -> report
     service.remove_documents(corpus, paths, *, progress=None, cancel=None) -> report
     service.ask(corpus, question, *, as_of=None, ...) -> answer
     service.ask_stream(corpus, question, *, as_of=None, ...) -> iterator of events

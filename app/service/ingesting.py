@@ -30,7 +30,7 @@ class Ingesting(Corpora):
     """`CorpusService.ingest` and `remove_documents`."""
 
     def ingest(self, paths: Iterable[str | Path], corpus: str, *, uploads: Staged | None = None, max_tokens: int | None = None,
-               progress: Progress | None = None, cancel: threading.Event | None = None) -> dict:
+               progress: Progress | None = None, cancel: threading.Event | None = None, ocr: bool = False) -> dict:
         """Read `paths` (and staged `uploads`) into `corpus` (created if new; appended to its
         earlier paths if not).
 
@@ -45,7 +45,9 @@ class Ingesting(Corpora):
         `uploads` are moved into the corpus's upload folder once its lock is held and kept
         only if this ingest gets as far as recording them; they are always consumed.
         `max_tokens` caps the tokens this ingest may add to the corpus: scanning stops as soon
-        as the stream outgrows the corpus by more, and nothing changes.
+        as the stream outgrows the corpus by more, and nothing changes. `ocr` reads PDF pages
+        without a text layer by OCR (`ingest.ocr`); a corpus read so once keeps it, since every
+        ingest reads all its paths again.
 
         `progress(event)` gets {"phase": "scan", "path", "files", "pages", "documents",
         "tokens"} per document (a PDF page, a text block), then {"phase": "read",
@@ -60,7 +62,7 @@ class Ingesting(Corpora):
             if not new and not (uploads and uploads.files):
                 raise CorpusError("nothing to ingest: give at least one PATH")
             return self._update(corpus, lambda old: old + [p for p in dict.fromkeys(new) if p not in old], progress, cancel,
-                                uploads=uploads, max_tokens=max_tokens)
+                                uploads=uploads, max_tokens=max_tokens, ocr=ocr)
         finally:
             if uploads is not None:
                 uploads.discard()  # placed files were moved out; what is left was never used
@@ -87,7 +89,7 @@ class Ingesting(Corpora):
         return [(source, name) if (name := self.uploads.name(source)) else source for source in sources]
 
     def _update(self, corpus: str, new_sources: Callable[[list[str]], list[str]], progress: Progress | None, cancel: threading.Event | None,
-                must_exist: bool = False, uploads: Staged | None = None, max_tokens: int | None = None) -> dict:
+                must_exist: bool = False, uploads: Staged | None = None, max_tokens: int | None = None, ocr: bool = False) -> dict:
         started = time.perf_counter()
         validate_name(corpus)
         with self.store.writer(corpus) as writer:
@@ -100,12 +102,13 @@ class Ingesting(Corpora):
                 sources = new_sources(list(old.get("sources", [])) if old else [])
                 if placement is not None:
                     sources += [p for p in dict.fromkeys(placement.paths) if p not in sources]
-                scan = self._scan(corpus, sources, loaded, old, progress, cancel, max_tokens, uploads)
+                ocr = ocr or bool(old and old.get("ocr"))
+                scan = self._scan(corpus, sources, loaded, old, progress, cancel, max_tokens, uploads, ocr)
                 plan = writer.begin(
                     model=loaded.info(), tokenizer=getattr(loaded.tokenizer, "fingerprint", type(loaded.tokenizer).__name__),
                     sources=sources, records=[_record_json(r) for r in scan["stream"].records], files=scan["report"]["documents"],
                     skipped=scan["report"]["skipped"], line_tokens=scan["line_tokens"], line_chars=scan["line_chars"],
-                    offsets=scan["offsets"], tokens=len(scan["tokens"]), hashes=scan["hashes"],
+                    offsets=scan["offsets"], tokens=len(scan["tokens"]), hashes=scan["hashes"], ocr=ocr,
                 )
             except BaseException:
                 if placement is not None:
@@ -137,10 +140,11 @@ class Ingesting(Corpora):
             "memory_sha256": snapshot.manifest.get("memory_sha256"),
             "model": str(loaded.directory),
             "sources": sources,
+            "ocr": ocr,
         }
 
     def _scan(self, corpus: str, sources: list[str], loaded: LoadedModel, old: dict | None, progress: Progress | None,
-              cancel: threading.Event | None, max_tokens: int | None, uploads: Staged | None) -> dict:
+              cancel: threading.Event | None, max_tokens: int | None, uploads: Staged | None, ocr: bool) -> dict:
         """Run the loaders and the tokenizer over `sources`: the token stream, its hash chain
         and line arrays, and the report (a dict). Enforces `max_tokens` and `cancel` as it goes."""
         from ingest.pipeline import ingest_paths
@@ -169,7 +173,7 @@ class Ingesting(Corpora):
             if progress is not None:
                 progress({"phase": "scan", "path": result.path, **scanned})
 
-        report, stream = ingest_paths(self._labelled(sources), loaded.tokenizer, progress=on_document)
+        report, stream = ingest_paths(self._labelled(sources), loaded.tokenizer, progress=on_document, ocr=ocr)
         if not stream.records:
             first = report.skipped[0] if report.skipped else None
             why = f" ({first.path}: {first.reason})" if first else ""

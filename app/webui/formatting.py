@@ -201,7 +201,9 @@ def source_line(source: dict, name: Namer = str) -> str:
     first, last = source["lines"]
     lines = f"line {first}" if first == last else f"lines {first}\u2013{last}"
     page = f", page {source['page']}" if source.get("page") is not None else ""
-    return f"{name(source['path'])}{page}, {lines}"
+    section = f" ({source['section']})" if source.get("section") else ""
+    ocr = " (OCR)" if source.get("ocr") else ""
+    return f"{name(source['path'])}{page}{ocr}, {lines}{section}"
 
 
 SOURCES_NOTE = ("Ranked by how much more likely this answer became once the reader had read each place. "

@@ -58,8 +58,10 @@ def run(args: argparse.Namespace) -> int:
         print("  sources (score: how much more likely the answer became once the reader had read the place):")
     for source in result["sources"]:
         page = f" page {source['page']}" if source["page"] is not None else ""
+        page += " (OCR)" if source.get("ocr") else ""
         first, last = source["lines"]
         lines = f"line {first}" if first == last else f"lines {first}-{last}"
+        lines += f" ({source['section']})" if source.get("section") else ""
         excerpt = source["excerpt"].replace("\n", "\n      ")  # code keeps its lines, indented under the source
         print(f"  {source['path']}{page} {lines} (score {source['score']:+.2f}): {excerpt}")
     print(f"  ({result['seconds']:.2f} s)", file=sys.stderr)

@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON report on stdout and nothing else")
     parser.add_argument("--model", type=Path, help=f"model directory whose tokenizer to use (default: {default_model_dir()})")
     parser.add_argument("--corpus", metavar="NAME", help="corpus to read into (not with --dry-run)")
+    parser.add_argument("--ocr", action="store_true",
+                        help="read PDF pages without a text layer (scans) by OCR; needs the ocr extra (make ocr). "
+                             "A corpus read with it keeps it")
     parser.set_defaults(func=run)
 
 
@@ -46,10 +49,10 @@ def run(args: argparse.Namespace) -> int:
         print("rmtqa: note: --corpus is ignored with --dry-run", file=sys.stderr)
     tokenizer, note = load_dry_run_tokenizer(args.model)
     if args.json:
-        report, _ = ingest_paths(args.paths, tokenizer, keep_tokens=False)
+        report, _ = ingest_paths(args.paths, tokenizer, keep_tokens=False, ocr=args.ocr)
         print(report.to_json())
     else:
-        report = _with_progress_bar(args.paths, tokenizer)
+        report = _with_progress_bar(args.paths, tokenizer, args.ocr)
         print(summary(report, note))
     return 0 if report.documents else 1
 
@@ -61,7 +64,7 @@ def _read_into_corpus(args: argparse.Namespace) -> int:
         raise UserError("give --corpus NAME to read into a corpus (or --dry-run to only check the files)")
     configure_threads()
     service = CorpusService(model_dir=args.model)
-    report = run_with_progress(lambda bar: service.ingest(args.paths, args.corpus, progress=bar))
+    report = run_with_progress(lambda bar: service.ingest(args.paths, args.corpus, progress=bar, ocr=args.ocr))
     print_report(report, args.json)
     return 0 if report["complete"] else 1
 
@@ -107,7 +110,7 @@ def load_dry_run_tokenizer(model_dir: Path | None):
     return ByteTokenizer(), f"no model at {default}: tokens are counted as UTF-8 bytes"
 
 
-def _with_progress_bar(paths: list[str], tokenizer) -> IngestReport:
+def _with_progress_bar(paths: list[str], tokenizer, ocr: bool) -> IngestReport:
     from tqdm import tqdm
 
     with tqdm(unit=" files", file=sys.stderr, disable=None, dynamic_ncols=True, leave=False) as bar:
@@ -123,7 +126,7 @@ def _with_progress_bar(paths: list[str], tokenizer) -> IngestReport:
             shown = f"{pages:,} pages, " if pages else ""
             bar.set_postfix_str(f"{shown}{tokens:,} tokens | {result.path}", refresh=False)
 
-        report, _ = ingest_paths(paths, tokenizer, progress=progress, keep_tokens=False)
+        report, _ = ingest_paths(paths, tokenizer, progress=progress, keep_tokens=False, ocr=ocr)
     return report
 
 

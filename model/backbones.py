@@ -144,11 +144,12 @@ def build_pretrained_rmt(
     bptt_depth: int | None = None,
     seed: int | None = None,
     memory_update: str = "replace",
+    token_shift: int = 0,
 ) -> tuple[RecurrentMemoryTransformer, Any]:
     """A fresh memory (and, with `lora`, fresh adapters: see `model.adapters.LoraSettings`) on a
     pretrained backbone; saving it writes only what was trained. Returns (model, HF tokenizer)."""
     backbone, tokenizer, sha256 = pretrained_backbone(source)
-    model = build_rmt(backbone, num_mem_tokens, segment_size, bptt_depth, seed, memory_update)
+    model = build_rmt(backbone, num_mem_tokens, segment_size, bptt_depth, seed, memory_update, token_shift)
     model.attach_adapter({"name": source, "sha256": sha256}, lora)
     return model, tokenizer
 

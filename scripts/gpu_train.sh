@@ -17,6 +17,9 @@
 #   QA_TASKS="qa1 qa2 qa3 qa4 qa5"  QA_LENGTHS=4k,32k  NEEDLE_LENGTHS=32k (empty: no needle eval)
 #   SAMPLES=30 (qa1, needle)  OTHER_SAMPLES=10 (qa2-qa5), as in assets/default/MODEL_CARD.md
 #   EVAL_ARGS (more `rmtqa eval` options, e.g. "--autocast bf16 --batch-size 16")
+#   CONFIG_OVERRIDES (a JSON object merged into CONFIG; the output, DATA and MINUTES still apply),
+#   e.g. for a CPU dry run of a GPU config (tests/test_pretrained_reader.py runs one):
+#   CONFIG_OVERRIDES='{"device": "cpu", "precision": "fp32", "max_steps": 2, "batch_size": 2}'
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 CONFIG OUTDIR" >&2; exit 2; }
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -49,10 +52,11 @@ if [[ " $PHASES " == *" train "* ]]; then
     awk -v m="$MINUTES" 'BEGIN { exit !(m > 0 && m <= 9) }' || { echo "MINUTES=$MINUTES: the training budget is at most 9 minutes" >&2; exit 2; }
     NPROC="${NPROC:-$("$PYTHON" -c 'import torch; print(max(1, torch.cuda.device_count()))')}"
     echo "== training: $NPROC process(es), $MINUTES minutes"
-    "$PYTHON" - "$CONFIG" "$RUN_DIR/train_config.json" "$RUN_DIR" "$DATA" "$MINUTES" <<'PY'
+    "$PYTHON" - "$CONFIG" "$RUN_DIR/train_config.json" "$RUN_DIR" "$DATA" "$MINUTES" "${CONFIG_OVERRIDES:-}" <<'PY'
 import json, sys
-source, target, run_dir, data, minutes = sys.argv[1:]
+source, target, run_dir, data, minutes, overrides = sys.argv[1:]
 config = json.load(open(source))
+config.update(json.loads(overrides or "{}"))
 config.update(output=run_dir, babi_dir=f"{data}/babi", noise_dir=f"{data}/books", max_minutes=float(minutes))
 json.dump(config, open(target, "w"), indent=2)
 PY

@@ -57,7 +57,8 @@ def load_credentials(argument: str | None, file: str | Path | None, environ: dic
 
 
 class LoginThrottle:
-    """An async Gradio `auth` callable for one USER:PASSWORD that slows down guessing."""
+    """An async Gradio `auth` callable for one USER:PASSWORD that slows down guessing; the
+    OpenAI-compatible API checks its bearer tokens with `check_token`, through the same delay."""
 
     def __init__(self, user: str, password: str, *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
@@ -75,13 +76,24 @@ class LoginThrottle:
         return 0.0 if extra < 0 else min(FIRST_DELAY * 2 ** extra, MAX_DELAY)
 
     async def __call__(self, username: str, password: str) -> bool:
+        return await self._check(lambda: hmac.compare_digest(username.encode(), self._user)
+                                 & hmac.compare_digest(password.encode(), self._password))
+
+    async def check_token(self, token: str) -> bool:
+        """An API bearer token: the password, or USER:PASSWORD (the auth file's line)."""
+        user, sep, password = token.partition(":")
+        return await self._check(lambda: hmac.compare_digest(token.encode(), self._password)
+                                 | (bool(sep) & hmac.compare_digest(user.encode(), self._user)
+                                    & hmac.compare_digest(password.encode(), self._password)))
+
+    async def _check(self, matches: Callable[[], bool]) -> bool:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:  # one check at a time: parallel guesses queue up
             wait = self.delay()
             if wait:
                 await self._sleep(wait)
-            ok = hmac.compare_digest(username.encode(), self._user) & hmac.compare_digest(password.encode(), self._password)
+            ok = bool(matches())
             if ok:
                 self.failures = 0
             else:

@@ -13,18 +13,23 @@ Named API endpoints for `gradio_client`:
     /corpora() -> [corpus summary]
     /jobs() -> [reading job: {"corpus", "state", "files", "segments_done", ...}]
     /cancel(corpus: str) -> the job, cancelling (any client may cancel any reading)
+
+On the same port, an OpenAI-compatible API (`app.webui.openai_api`): GET /v1/models, POST
+/v1/chat/completions.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 
 from app.service.corpus_service import CorpusService
+from app.webui.auth import LoginThrottle
 from app.webui.formatting import CORPORA_HEADERS, JOBS_HEADERS, jobs_rows
 from app.webui.handlers import DEFAULT_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_TOKENS, LATEST, MB, NO_CORPUS, PLACEHOLDER, WebUI
 from app.webui.jobs import DEFAULT_SLOTS
 from app.webui.model_tab import has_weights, plain_summary
+from app.webui.openai_api import openai_api_routes
 
 ASK_CONCURRENCY = 4
 WATCHERS = 16  # requests that may wait on a reading at once (they only poll; jobs have their own slots)
@@ -192,11 +197,15 @@ def build_app(service: CorpusService | None = None, *, max_upload_mb: float = DE
 
 
 def launch_app(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = 7860, share: bool = False,
-               auth: Callable | tuple[str, str] | None = None, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+               auth: LoginThrottle | tuple[str, str] | None = None, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
                prevent_thread_lock: bool = False, quiet: bool = False):
-    """Start the server (blocking unless `prevent_thread_lock`). Returns (app, local_url, share_url)."""
+    """Start the server (blocking unless `prevent_thread_lock`), with the OpenAI-compatible API
+    on the same port behind the same login. Returns (app, local_url, share_url)."""
+    login = LoginThrottle(*auth) if isinstance(auth, tuple) else auth
+    api = openai_api_routes(demo.rmtqa.service, demo.rmtqa.public, login)  # type: ignore[attr-defined]
     return demo.launch(
-        server_name=host, server_port=port, share=share, auth=auth, max_file_size=int(max_upload_mb * MB),
+        server_name=host, server_port=port, share=share, auth=login, max_file_size=int(max_upload_mb * MB),
+        app_kwargs={"routes": api},  # Gradio builds its FastAPI app in launch(): the API is in it from the start
         prevent_thread_lock=prevent_thread_lock, quiet=quiet, show_error=True, ssr_mode=False, pwa=False,
         mcp_server=False, enable_monitoring=False, run_history=False, footer_links=["api"], inbrowser=False,
     )

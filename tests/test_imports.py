@@ -1,5 +1,6 @@
 """The import graph of app/, ingest/ and model/: no circles, imports flowing one way (app uses
-model and ingest, never the reverse), and no app module grown past one idea's length.
+model and ingest, never the reverse; inside app, front ends use the service, the service the
+corpus store), and no app module grown past one idea's length.
 
 Every import counts, wherever it stands (module level, inside a function, under
 `if TYPE_CHECKING:`), and so does a string naming a module (`importlib.import_module`):
@@ -107,6 +108,19 @@ def test_imports_flow_from_app_to_model_and_ingest_never_back() -> None:
     back = {(name, target) for name, targets in import_graph().items() if not name.startswith("app")
             for target in targets if target.split(".")[0] == "app"}
     assert back == set()
+
+
+def test_app_layers_import_downwards_only() -> None:
+    """Front ends (the CLI, which starts the web UI, and the web UI) over the service over the
+    corpus store; `app.paths` serves them all."""
+    rank = {"app.paths": 0, "app.corpus": 0, "app.service": 1, "app.webui": 2, "app.cli": 3}
+
+    def layer(module: str) -> int | None:
+        return next((value for prefix, value in rank.items() if module == prefix or module.startswith(prefix + ".")), None)
+
+    upward = {(name, target) for name, targets in import_graph().items() for target in targets
+              if layer(name) is not None and layer(target) is not None and layer(target) > layer(name)}
+    assert upward == set()
 
 
 def test_no_app_module_over_its_limit() -> None:

@@ -27,11 +27,13 @@ import torch
 from torch import Tensor
 
 from model.babi import needle_kind
+from model.reread import RereadSettings, reread
 from model.rmt import RecurrentMemoryTransformer
 from model.tasks import TaskGenerator, TaskSample, parse_length
 from model.tokenizer import Tokenizer
 
 BASELINES = ("last_segment", "bm25")
+MODES = ("fast", "reread")
 MAX_DEPTH_TRIES = 200  # redraws per sample to hit its depth bucket; then it is bucketed as it is
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 
@@ -100,9 +102,12 @@ def read_batch(
     contexts: Sequence[Sequence[int]],
     autocast_dtype: torch.dtype | None = None,
     on_segment: Callable[[int], object] | None = None,
+    every_segment: list[Tensor] | None = None,
 ) -> Tensor:
     """Memory (B, M, d) after reading each context from the initial memory, in one batch
-    (right-padded with a mask when lengths differ). `on_segment(tokens)` counts progress."""
+    (right-padded with a mask when lengths differ). `on_segment(tokens)` counts progress;
+    `every_segment`, when given, collects the memory after each segment (B, M, d), as a
+    corpus saves it (a re-read looks back at them)."""
     longest = max(len(c) for c in contexts)
     memory = model.initial_memory(len(contexts))
     if longest == 0:
@@ -115,6 +120,8 @@ def read_batch(
     attention_mask = None if bool(mask.all()) else mask.to(model.device)
     segment = model.config.segment_size
     for index, memory in enumerate(model.read(ids, attention_mask, autocast_dtype=autocast_dtype)):
+        if every_segment is not None:
+            every_segment.append(memory.detach().float().cpu())
         if on_segment is not None:
             on_segment(int(mask[:, index * segment : (index + 1) * segment].sum()))
     return memory
@@ -123,6 +130,23 @@ def read_batch(
 def answer(model: RecurrentMemoryTransformer, tokenizer: Tokenizer, memory: Tensor, question_ids: Sequence[int], max_new_tokens: int = 16) -> str:
     """Greedy answer decoded from one memory (M, d), stopping at eos."""
     return tokenizer.decode(model.generate(memory, question_ids, max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_id))
+
+
+def reread_answer(model: RecurrentMemoryTransformer, tokenizer: Tokenizer, sample: TaskSample, row: int, memories: Sequence[Tensor],
+                  max_new_tokens: int = 16, settings: RereadSettings | None = None) -> str:
+    """The re-read answer (model/reread.py) of batch row `row`, from the memories after every
+    segment of its context (`memories`: (B, M, d) per segment, as `read_batch` collects them)."""
+    size = model.config.segment_size
+    last = max((len(sample.context_ids) + size - 1) // size - 1, -1)
+    initial = model.initial_memory(1)[0].detach().float().cpu()
+
+    def memory_at(points: Sequence[int]) -> Tensor:
+        return torch.stack([initial if p < 0 else memories[p][row] for p in points])
+
+    context = sample.context_ids
+    result = reread(model, tokenizer.decode, sample.question, sample.question_ids, memory_at, last, lambda a, b: context[a:b], len(context),
+                    eos_id=tokenizer.eos_id, max_new_tokens=max_new_tokens, settings=settings)
+    return result.text
 
 
 def method_contexts(method: str, samples: Sequence[TaskSample], tokenizer: Tokenizer, segment_size: int) -> list[list[int]]:
@@ -196,6 +220,7 @@ def evaluate(
     autocast_dtype: torch.dtype | None = None,
     max_new_tokens: int = 16,
     progress: bool = False,
+    mode: str = "fast",
 ) -> dict:
     """Exact-match accuracy per context length (and depth bucket) of the model and baselines.
 
@@ -206,9 +231,15 @@ def evaluate(
     "read_seconds", "tokens_per_s"}, ...], "baselines": {name: [{"length", "accuracy", "n",
     "by_depth"}, ...]}}; with document facts, results and baselines also have "by_kind"
     ([{"kind", "accuracy", "n"}, ...]).
+
+    `mode` is how the model (not the baselines) answers: "fast" from the final memory, or
+    "reread" (model/reread.py): the fast answer's places in the context re-read with the
+    question. Reported as "mode".
     """
     from tqdm import tqdm
 
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r} (expected {', '.join(MODES)})")
     unknown = set(baselines) - set(BASELINES)
     if unknown:
         raise ValueError(f"unknown baselines: {', '.join(sorted(unknown))} (expected {', '.join(BASELINES)})")
@@ -232,12 +263,17 @@ def evaluate(
                 for method in hits:
                     t0 = time.perf_counter()
                     contexts = method_contexts(method, batch, tokenizer, segment)
-                    memory = read_batch(model, contexts, autocast_dtype, bar.update if method == "rmt" else None)
+                    rereading = method == "rmt" and mode == "reread"
+                    every: list[Tensor] | None = [] if rereading else None
+                    memory = read_batch(model, contexts, autocast_dtype, bar.update if method == "rmt" else None, every)
                     if method == "rmt":
                         read_seconds += time.perf_counter() - t0
                         read_tokens += sum(len(c) for c in contexts)
                     for i, sample in enumerate(batch):
-                        prediction = answer(model, tokenizer, memory[i], sample.question_ids, max_new_tokens)
+                        if rereading and sample.context_ids:
+                            prediction = reread_answer(model, tokenizer, sample, i, every, max_new_tokens)
+                        else:
+                            prediction = answer(model, tokenizer, memory[i], sample.question_ids, max_new_tokens)
                         hits[method].append((buckets[i], kinds[i], exact_match(prediction, sample.answer)))
             seconds = time.perf_counter() - start
             results.append(
@@ -254,7 +290,7 @@ def evaluate(
     finally:
         bar.close()
         model.train(was_training)
-    return {"task": ",".join(sorted(tasks)), "depth_buckets": bucket_labels(depth_buckets), "results": results, "baselines": baseline_results}
+    return {"task": ",".join(sorted(tasks)), "mode": mode, "depth_buckets": bucket_labels(depth_buckets), "results": results, "baselines": baseline_results}
 
 
 # ----------------------------------------------------------------- reporting

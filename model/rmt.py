@@ -459,6 +459,58 @@ class RecurrentMemoryTransformer(nn.Module):
             length += 1
 
     @torch.no_grad()
+    def greedy_answers(self, memories: Tensor, prompts: Sequence[Sequence[int]], max_new_tokens: int = 16,
+                       eos_id: int | None = None) -> list[tuple[list[int], float]]:
+        """Greedy answers for many (memory, prompt) pairs at once, prompts of one length
+        (memories (B, state_rows, d)): [(ids, mean log-prob of the ids and the eos after
+        them)]. The same answers `generate` gives one by one (eos and loop stops per row), in
+        one batched decode with a KV cache: re-reading tens of windows costs one pass."""
+        if len({len(p) for p in prompts}) > 1:
+            raise ValueError("greedy_answers needs prompts of one length (group them)")
+        base = self.backbone.base_model
+        head = self.backbone.get_output_embeddings()
+        batch = len(prompts)
+        memory = memories.to(self.device, self.cell.memory.dtype).reshape(batch, self.cell.state_rows, -1)
+        ids = torch.tensor([list(p) for p in prompts], dtype=torch.long, device=self.device)
+        window = 1 + (0 if self.cell.shift is None else self.cell.shift.shape[0])
+        with self.cell.reading(memory) as vectors:
+            embeds = torch.cat([vectors, self.cell.embed(ids)], dim=1)
+            length = embeds.shape[1]
+            out = base(inputs_embeds=embeds, position_ids=torch.arange(length, device=self.device).expand(batch, -1), use_cache=True)
+            produced: list[list[int]] = [[] for _ in range(batch)]
+            logprobs: list[list[float]] = [[] for _ in range(batch)]
+            done = [False] * batch
+            for step in range(max_new_tokens + 1):
+                logp = head(out.last_hidden_state[:, -1]).float().log_softmax(-1)
+                tokens = logp.argmax(-1).tolist()
+                for row in range(batch):
+                    if done[row]:
+                        continue
+                    token = tokens[row]
+                    ends = (eos_id is not None and token == eos_id) or step == max_new_tokens or closes_loop(produced[row] + [token])
+                    if ends:
+                        logprobs[row].append(float(logp[row, eos_id]) if eos_id is not None else 0.0)
+                        done[row] = True
+                    else:
+                        produced[row].append(token)
+                        logprobs[row].append(float(logp[row, token]))
+                if all(done):
+                    break
+                ids = torch.cat([ids, torch.tensor(tokens, device=self.device)[:, None]], dim=1)
+                out = base(inputs_embeds=self.cell.embed(ids[:, -window:])[:, -1:],
+                           position_ids=torch.full((batch, 1), length, device=self.device), cache=out.cache, use_cache=True)
+                length += 1
+        return [(row_ids, sum(row_lp) / len(row_lp)) for row_ids, row_lp in zip(produced, logprobs)]
+
+    @torch.no_grad()
+    def next_token_logits(self, memory: Tensor, prompt_ids: Sequence[int]) -> Tensor:
+        """Logits (vocab,) of the token after `prompt_ids` under one memory (state_rows, d):
+        the first answer token's distribution, for answers other than the greedy one."""
+        memory = memory.to(self.device, self.cell.memory.dtype).reshape(1, self.cell.state_rows, -1)
+        hidden, _ = self.cell(torch.tensor([list(prompt_ids)], dtype=torch.long, device=self.device), None, memory, write=False)
+        return self.backbone.get_output_embeddings()(hidden[:, -1]).float()[0]
+
+    @torch.no_grad()
     def score(self, memories: Tensor, prompt_ids: Sequence[int], target_ids: Sequence[int], batch_size: int = 32) -> Tensor:
         """Log-likelihood of `target_ids` after `prompt_ids` under each memory (N, M, d) -> (N,).
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from app.service.corpus_service import CorpusService
-from app.service.sources import cut_points, find_rises
+from model.rises import cut_points, find_rises
 from tests.corpus_helpers import FactReader, book_lines, shared_model_dir, write_pdf, write_text
 
 FACT = "The harbour code is Quetzalcoatl."

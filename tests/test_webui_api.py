@@ -39,7 +39,7 @@ def test_api_lists_only_the_named_endpoints(client) -> None:
     params = [p["parameter_name"] for p in api["named_endpoints"]["/ingest"]["parameters"]]
     assert params == ["files", "corpus"]
     params = api["named_endpoints"]["/ask"]["parameters"]
-    assert [p["parameter_name"] for p in params] == ["corpus", "question", "as_of"] and params[2]["parameter_has_default"]
+    assert [p["parameter_name"] for p in params] == ["corpus", "question", "as_of", "mode"] and params[2]["parameter_has_default"] and params[3]["parameter_has_default"]
 
 
 def test_ingest_then_ask_with_sources(client, tmp_path) -> None:
@@ -59,6 +59,9 @@ def test_ingest_then_ask_with_sources(client, tmp_path) -> None:
     for source in result["sources"]:
         assert {"file", "page", "lines", "excerpt", "score"} <= set(source)
         assert isinstance(source["page"], int) and source["page"] >= 1  # every document here is a PDF
+    assert result["mode"] in ("fast", "reread") and result["mode_reason"]  # auto: the output says which ran and why
+    fast = client.predict(corpus="api-docs", question="Where did the ship sail?", mode="fast", api_name="/ask")
+    assert fast["mode"] == "fast" and "mode_reason" not in fast
     as_of = client.predict(corpus="api-docs", question="Where?", as_of="report.pdf#page=1", api_name="/ask")
     assert as_of["as_of"] == "report.pdf#page=1" and 1 <= as_of["segment"] <= result["segment"]
 

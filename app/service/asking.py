@@ -14,8 +14,12 @@ from app.corpus.errors import CorpusError
 from app.corpus.snapshot import Corpus
 from app.service.corpora import Corpora
 from app.service.models import LoadedModel
-from app.service.sources import cut_points, find_rises
+from model.rises import cut_points, find_rises
 
+ASK_MODES = ("fast", "reread")
+REREAD_PROTOCOL = ("greedy_answers", "next_token_logits")  # what a reader needs beyond the fast protocol (model.rmt has both)
+AUTO_MODE_SECONDS = 5.0  # mode=None re-reads when that is estimated to answer within this
+REREAD_COST_IN_ANSWERS = 40  # a re-read took ~35 fast answers (0.68 s vs 0.02 s, 108k tokens, shipped reader, one batched decode)
 EXCERPT_CHARS = 300
 QUESTION_CHARS_PER_TOKEN = 32  # longer than this many chars per allowed token: refused untokenized
 PASSAGE_CONTEXT_LINES = 8  # lines shown around a cited passage of a text or code file
@@ -48,7 +52,7 @@ class Asking(Corpora):
 
     def ask_stream(self, corpus: str, question: str, *, as_of: str | int | None = None, max_new_tokens: int = 48,
                    temperature: float = 0.0, top_p: float = 1.0, sources: bool = True, top_k: int = 3,
-                   cancel: threading.Event | None = None) -> Iterator[dict]:
+                   cancel: threading.Event | None = None, mode: str | None = None) -> Iterator[dict]:
         """Yield {"type": "token", "text"} as the answer is generated, then one
         {"type": "result", ...} with the fields of `ask` (sources are found after the answer).
 
@@ -56,7 +60,14 @@ class Asking(Corpora):
         memory after segment N, counting from 1), or a document: its path as listed by
         `documents` (or a unique suffix such as the file name), optionally "#page=N" -- the
         memory after exactly its last token. `cancel.set()` stops generation early and skips
-        the sources. Errors
+        the sources.
+
+        `mode`: "fast" answers from the memory alone; "reread" then re-reads the places the
+        memory points at with the question (model/reread.py) and streams the answer it settles
+        on; None picks reread when its cost, estimated from the fast answer's own time, is
+        within `AUTO_MODE_SECONDS`, else fast. The result says which ("mode", and
+        "mode_reason" when picked), and for reread also "fast_answer"; its first source is the
+        place the answer was copied from ("reread": true). Errors
         (an empty or too long question, an unknown corpus, ...) are raised before the first
         event, so a caller can keep the question for the user to fix.
         """
@@ -76,26 +87,69 @@ class Asking(Corpora):
         tokenizer = loaded.tokenizer
         self._check_question(question, len(tokenizer.encode(question)))
         prompt = tokenizer.encode(QUESTION_TEMPLATE.format(question=question))
+        if mode not in (None, *ASK_MODES):
+            raise CorpusError(f"unknown mode {mode!r}: use one of {', '.join(ASK_MODES)}")
         target = self._answer_memory(snapshot, loaded, as_of)
         ids: list[int] = []
         text = ""
+        began = time.perf_counter()
+        extra: dict[str, Any] = {}
+        if mode is None and not all(hasattr(loaded.model, name) for name in REREAD_PROTOCOL):
+            mode, extra["mode_reason"] = "fast", "fast: this reader cannot re-read"
+        fast_stream = mode == "fast"  # auto mode waits: the fast answer may be re-read
         for token in loaded.model.generate(target["memory"], prompt, max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_id, temperature=temperature, top_p=top_p):
             ids.append(int(token))
             decoded = tokenizer.decode(ids)
-            if decoded.startswith(text) and len(decoded) > len(text):
+            if fast_stream and decoded.startswith(text) and len(decoded) > len(text):
                 yield {"type": "token", "text": decoded[len(text):]}
                 text = decoded
             if cancel is not None and cancel.is_set():
                 break
-        answer = tokenizer.decode(ids).strip()
+        cancelled = cancel is not None and cancel.is_set()
+        if mode is None:
+            estimate = (time.perf_counter() - began) * REREAD_COST_IN_ANSWERS
+            mode = "reread" if estimate <= AUTO_MODE_SECONDS and not cancelled else "fast"
+            extra["mode_reason"] = (f"reread: estimated {estimate:.1f} s, within {AUTO_MODE_SECONDS:g} s" if mode == "reread"
+                                    else f"fast: a reread would take about {estimate:.0f} s (over {AUTO_MODE_SECONDS:g} s)")
+            if mode == "fast" and ids:
+                yield {"type": "token", "text": tokenizer.decode(ids)}
         found: list[dict] = []
-        if sources and ids and not (cancel is not None and cancel.is_set()):
-            found = self._sources(snapshot, loaded, prompt, ids, target, top_k)
+        if mode == "reread" and not cancelled:
+            result, copied = self._reread(snapshot, loaded, question, prompt, target, max_new_tokens)
+            extra["fast_answer"] = tokenizer.decode(ids).strip()
+            ids = result.ids
+            yield {"type": "token", "text": tokenizer.decode(ids)}
+            found += copied
+        answer = tokenizer.decode(ids).strip()
+        if sources and ids and not cancelled:
+            seen = {(f["path"], f["page"], tuple(f["lines"])) for f in found}
+            found += [f for f in self._sources(snapshot, loaded, prompt, ids, target, top_k) if (f["path"], f["page"], tuple(f["lines"])) not in seen]
         yield {
-            "type": "result", "answer": answer, "sources": found, "seconds": round(time.perf_counter() - started, 3),
+            "type": "result", "answer": answer, "sources": found[: max(top_k, 1)], "seconds": round(time.perf_counter() - started, 3),
             "corpus": corpus, "as_of": target["label"], "segment": target["point"] + 1, "segments": snapshot.segments,
-            "complete": snapshot.complete,
+            "complete": snapshot.complete, "mode": mode, **extra,
         }
+
+    def _reread(self, snapshot: Corpus, loaded: LoadedModel, question: str, prompt: list[int], target: dict, max_new_tokens: int) -> tuple[Any, list[dict]]:
+        """The re-read answer (model/reread.py) from the memories saved up to `target`, and the
+        place it was copied from as a source (empty when the memory's answer stood unconfirmed)."""
+        from model.reread import reread
+
+        last, end = target["point"], target["end"]
+        final = target["memory"].detach().to("cpu", torch.float32).reshape(loaded.initial_memory().shape)
+
+        def memory_at(points: Sequence[int]) -> torch.Tensor:
+            stored = [p for p in points if 0 <= p < last]
+            found = dict(zip(stored, snapshot.states(stored))) if stored else {}
+            return torch.stack([loaded.initial_memory() if p < 0 else final if p >= last else found[p] for p in points])
+
+        result = reread(loaded.model, loaded.tokenizer.decode, question, prompt, memory_at, last,
+                        lambda a, b: snapshot.token_ids(a, min(b, end)), end, eos_id=loaded.tokenizer.eos_id, max_new_tokens=max_new_tokens)
+        chosen = result.chosen
+        if chosen is None:
+            return result, []
+        source = self._describe(snapshot, loaded, self._document_index(snapshot), (chosen.start, chosen.end), chosen.segment, chosen.local + chosen.rise)
+        return result, [{**source, "reread": True}]
 
     def _check_question(self, question: str, tokens: int | None = None) -> None:
         """Refuse a question over `max_question_tokens`: first by its characters (so that a

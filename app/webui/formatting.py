@@ -263,6 +263,9 @@ def answer_markdown(record: dict) -> str:
         notes.append(f"as of {record['as_of']}")
     if record.get("segments") and not record.get("complete", True):
         notes.append(f"the corpus is not fully read: answered after segment {record['segment']:,} of {record['segments']:,}")
+    if record.get("mode") == "reread":
+        fast = record.get("fast_answer")
+        notes.append("re-read the source" + (f"; from the memory alone: {fast}" if fast and fast != record.get("answer") else ""))
     answer = md_escape(record.get("answer") or "") or ("(stopped before any answer)" if record.get("stopped") else "(no answer)")
     if notes:
         answer += "\n\n_(" + md_text("; ".join(notes)) + ")_"

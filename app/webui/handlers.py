@@ -390,7 +390,7 @@ class WebUI:
             event.set()
 
     def ask(self, question: str, history: list, corpus: str | None, as_of: str | None, page: float | None,
-            request: gr.Request | None = None) -> Iterator[tuple]:
+            request: gr.Request | None = None, mode: str | None = None) -> Iterator[tuple]:
         """Chat tab: stream the answer (Stop ends it), then its sources; record the exchange.
         An error before the answer starts leaves the question in its box."""
         # outputs: chatbot, question, ask_btn, stop_btn
@@ -402,7 +402,7 @@ class WebUI:
         wanted = f"{as_of}#page={int(page)}" if as_of and page else (as_of or None)
         session = getattr(request, "session_hash", None) or ""
         stop = self._stops[session] = threading.Event()
-        events = self.service.ask_stream(corpus, question, as_of=wanted, cancel=stop)
+        events = self.service.ask_stream(corpus, question, as_of=wanted, cancel=stop, mode=mode or None)
         try:
             first = next(events)
         except CorpusError as error:
@@ -451,10 +451,10 @@ class WebUI:
         record["as_of"] = self.name(record["as_of"]) if record.get("as_of") else None
         return self.public.json(record)
 
-    def api_ask(self, corpus: str, question: str, as_of: str | None = None) -> dict:
-        """/ask: {"answer", "sources": [{"file", "page", "lines", "excerpt", "score", ...}], ...}."""
+    def api_ask(self, corpus: str, question: str, as_of: str | None = None, mode: str | None = None) -> dict:
+        """/ask: {"answer", "sources": [{"file", "page", "lines", "excerpt", "score", ...}], "mode", ...}."""
         try:
-            return self.public.json(self.service.ask((corpus or "").strip(), question or "", as_of=as_of or None), api=True)
+            return self.public.json(self.service.ask((corpus or "").strip(), question or "", as_of=as_of or None, mode=(mode or "").strip() or None), api=True)
         except CorpusError as error:
             raise _user_error(error, self.public) from None
 

@@ -9,7 +9,8 @@ evaluation, heatmaps, which model each corpus was read with).
 Named API endpoints for `gradio_client`:
 
     /ingest(files: list of files, corpus: str) -> the ingest report (+ "message", one line)
-    /ask(corpus: str, question: str, as_of: str = "") -> {"answer", "sources", ...}
+    /ask(corpus: str, question: str, as_of: str = "", mode: str = "") -> {"answer", "sources", "mode", ...}
+        (mode: "fast", "reread", or "" for the best that answers within ~5 s)
     /corpora() -> [corpus summary]
     /jobs() -> [reading job: {"corpus", "state", "files", "segments_done", ...}]
     /cancel(corpus: str) -> the job, cancelling (any client may cancel any reading)
@@ -81,6 +82,8 @@ def build_app(service: CorpusService | None = None, *, max_upload_mb: float = DE
                 with gr.Row():
                     question = gr.Textbox(placeholder="Ask a question about this corpus", show_label=False, scale=6,
                                           lines=1, max_lines=4, elem_id="question")
+                    mode = gr.Radio([("auto", ""), ("fast", "fast"), ("re-read", "reread")], value="", label="Mode", scale=2, elem_id="ask-mode",
+                                    info="re-read: look again at the places the memory points at, knowing the question (exact values)")
                     ask_btn = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
                     stop_btn = gr.Button("Stop", variant="stop", scale=1, visible=False, elem_id="stop")
                 clear = gr.Button("Clear this corpus's chat history", size="sm", elem_id="clear-history")
@@ -147,6 +150,7 @@ def build_app(service: CorpusService | None = None, *, max_upload_mb: float = DE
             api_report = gr.JSON(label="report")
             api_question = _example(gr.Textbox(label="question"), "Where is Mary?")
             api_as_of = _example(gr.Textbox("", label="as_of"), "")
+            api_mode = _example(gr.Textbox("", label="mode"), "")
             api_answer = gr.JSON(label="answer")
             api_list = gr.JSON(label="corpora")
             api_jobs = gr.JSON(label="jobs")
@@ -154,7 +158,7 @@ def build_app(service: CorpusService | None = None, *, max_upload_mb: float = DE
             api_buttons = [gr.Button() for _ in range(5)]
         api_buttons[0].click(ui.api_ingest, [api_files, api_corpus], api_report, api_name="ingest",
                              concurrency_id="reading", concurrency_limit=WATCHERS)
-        api_buttons[1].click(ui.api_ask, [api_corpus, api_question, api_as_of], api_answer, api_name="ask",
+        api_buttons[1].click(ui.api_ask, [api_corpus, api_question, api_as_of, api_mode], api_answer, api_name="ask",
                              concurrency_id="asking", concurrency_limit=ASK_CONCURRENCY)
         api_buttons[2].click(ui.api_corpora, None, api_list, api_name="corpora")
         api_buttons[3].click(ui.api_jobs, None, api_jobs, api_name="jobs")
@@ -172,7 +176,7 @@ def build_app(service: CorpusService | None = None, *, max_upload_mb: float = DE
         chat_corpus.change(ui.chat_corpus, chat_corpus, [as_of, page, about, chatbot], **private)
         chat_corpus.change(None, chat_corpus, remembered, js="(corpus) => corpus", **private)  # in the browser only
         as_of.change(ui.as_of_pages, [chat_corpus, as_of], page, **private)
-        ask_args = dict(fn=ui.ask, inputs=[question, chatbot, chat_corpus, as_of, page], outputs=[chatbot, question, ask_btn, stop_btn],
+        ask_args = dict(fn=ui.ask, inputs=[question, chatbot, chat_corpus, as_of, page, mode], outputs=[chatbot, question, ask_btn, stop_btn],
                         concurrency_id="asking", concurrency_limit=ASK_CONCURRENCY, **private)
         for trigger in (ask_btn.click, question.submit):  # Ask is hidden until the answer and its sources are in
             trigger(**ask_args).then(lambda: (gr.update(visible=True), gr.update(visible=False)), None, [ask_btn, stop_btn], **private)

@@ -2,7 +2,8 @@
 
 Without `--json` the answer streams to stdout as it is generated, followed by its sources
 (file, page, lines, score, excerpt). With `--json`, stdout is one line:
-`{"answer", "sources": [{"path", "page", "lines", "excerpt", "score", ...}], "seconds", ...}`.
+`{"answer", "sources": [{"path", "page", "lines", "excerpt", "score", ...}], "seconds", "mode", ...}`.
+`--mode reread` re-reads the places the memory points at with the question (model/reread.py).
 """
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", type=Path, help="model directory (default: the one the corpus was read with)")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="longest answer in tokens (default 48)")
     parser.add_argument("--no-sources", action="store_true", help="skip finding sources (faster)")
+    parser.add_argument("--mode", choices=["fast", "reread"],
+                        help="fast: from the memory alone; reread: then re-read the places it points at with the question (exact values); "
+                             "default: reread when that is estimated to answer within 5 s, else fast (the output says which)")
     parser.add_argument("--max-question-tokens", type=int, default=None, metavar="N", help="longest question in tokens (default 256)")
     parser.set_defaults(func=run)
 
@@ -32,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     configure_threads()
     service = CorpusService(model_dir=args.model, max_question_tokens=args.max_question_tokens or DEFAULT_MAX_QUESTION_TOKENS)
-    options = dict(as_of=args.as_of, max_new_tokens=args.max_new_tokens, sources=not args.no_sources)
+    options = dict(as_of=args.as_of, max_new_tokens=args.max_new_tokens, sources=not args.no_sources, mode=args.mode)
     if args.json:
         print(json.dumps(service.ask(args.corpus, args.question, **options), ensure_ascii=False))
         return 0
@@ -52,12 +56,19 @@ def run(args: argparse.Namespace) -> int:
         print("(no answer)")
     if result["as_of"]:
         print(f"  as of {result['as_of']}")
+    if result["mode"] == "reread":
+        fast = result["fast_answer"]
+        print(f"  mode reread ({result.get('mode_reason') or 'asked for'}); from the memory alone: {fast or '(nothing)'}")
+    elif result.get("mode_reason"):
+        print(f"  mode {result['mode_reason']}")
     if not result["complete"]:
         print(f"  note: the corpus is not fully read yet; answered after segment {result['segment']:,} of {result['segments']:,}")
     if result["sources"]:
         print("  sources (score: how much more likely the answer became once the reader had read the place):")
     for source in result["sources"]:
         page = f" page {source['page']}" if source["page"] is not None else ""
+        if source.get("reread"):
+            page += " [re-read: the answer was copied from here]"
         page += " (OCR)" if source.get("ocr") else ""
         first, last = source["lines"]
         lines = f"line {first}" if first == last else f"lines {first}-{last}"

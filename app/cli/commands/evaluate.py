@@ -4,6 +4,7 @@
                [--task qa1] [--model DIR] [--split val|all] [--seed S] [--heatmap PNG] [--json]
     rmtqa eval --task needle --noise DIR --lengths 32k --samples N [--json]
     rmtqa eval --babi FILE --noise DIR --direct --samples N      # the ladder's R0
+    rmtqa eval ... --mode reread   # the model answers by re-reading its places with the question (baselines unchanged)
 
 The questions come from a bAbI-format file (with `--split val`, only the stories training held
 out: the same split, fraction and seed as `rmtqa train`), or, with `--task needle`, from the
@@ -42,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--noise-include", type=_names, metavar="NAMES", help="only these documents of DIR (comma-separated, e.g. frankenstein)")
     parser.add_argument("--noise-exclude", type=_names, default=[], metavar="NAMES", help="documents of DIR to leave out (comma-separated)")
     parser.add_argument("--lengths", type=_names, metavar="LIST", help="context lengths in tokens, e.g. 1k,4k,32k,128k,1M (0: the facts only)")
+    parser.add_argument("--mode", choices=["fast", "reread"], default="fast",
+                        help="how the model answers: fast (from the final memory, default) or reread (re-read the places the memory points at, with the question)")
     parser.add_argument("--direct", action="store_true", help="facts and question together in the answering segment: binding without memory (R0)")
     parser.add_argument("--samples", type=int, default=20, metavar="N", help="samples per length (default 20)")
     parser.add_argument("--task", help="bAbI task of FILE (default: from its name, e.g. qa1_...), or needle (document facts, no FILE)")
@@ -73,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
 
     if min(args.samples, args.depth_buckets, args.batch_size, args.threads or 1) < 1:
         raise UserError("--samples, --depth-buckets, --batch-size and --threads must be at least 1")
+    if args.direct and args.mode != "fast":
+        raise UserError("--direct puts the facts beside the question: there is nothing to re-read (leave out --mode)")
     if args.direct == bool(args.lengths):
         raise UserError("give --lengths (facts in context) or --direct (facts in the question), not both or neither")
     try:
@@ -124,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         report = evaluate(
             model, tokenizer, generator, lengths, args.samples, depth_buckets=args.depth_buckets,
-            batch_size=args.batch_size, autocast_dtype=autocast, progress=True,
+            batch_size=args.batch_size, autocast_dtype=autocast, progress=True, mode=args.mode,
         )
     report = {
         "task": report.pop("task"), "model": str(model_dir), "split": split, "seed": args.seed, "direct": args.direct,

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from model.babi import needle_kind
+from model.code_facts import code_fact_kind
 from model.reread import RereadSettings, reread
 from model.rmt import RecurrentMemoryTransformer
 from model.tasks import TaskGenerator, TaskSample, parse_length
@@ -149,6 +150,26 @@ def reread_answer(model: RecurrentMemoryTransformer, tokenizer: Tokenizer, sampl
     return result.text
 
 
+def question_kind(sample: TaskSample) -> str | None:
+    """The kind of fact a question asks for, where its task has kinds (document facts, code
+    facts), so a report can say which kinds the reader keeps."""
+    if sample.task == "needle":
+        return needle_kind(sample.question)
+    return code_fact_kind(sample.question) if sample.task == "code" else None
+
+
+def shared_contexts(contexts: Sequence[Sequence[int]]) -> tuple[list[Sequence[int]], list[int]]:
+    """(the distinct contexts, each one's row among them): questions over one repository share
+    one context object, which is then read once, not once per question."""
+    distinct: list[Sequence[int]] = []
+    rows: dict[int, int] = {}
+    for context in contexts:
+        if id(context) not in rows:
+            rows[id(context)] = len(distinct)
+            distinct.append(context)
+    return distinct, [rows[id(context)] for context in contexts]
+
+
 def method_contexts(method: str, samples: Sequence[TaskSample], tokenizer: Tokenizer, segment_size: int) -> list[list[int]]:
     """What each method reads: the whole context, its final segment, or the BM25 segment."""
     if method == "rmt":
@@ -163,7 +184,7 @@ def method_contexts(method: str, samples: Sequence[TaskSample], tokenizer: Token
 
 def _summary(hits: list[tuple[int, str | None, bool]], buckets: int) -> dict:
     """Accuracy overall, per depth bucket (None where empty) and, when the questions have
-    kinds (document facts: `needle_kind`), per kind, from (bucket, kind, correct) triples."""
+    kinds (`question_kind`), per kind, from (bucket, kind, correct) triples."""
     labels = bucket_labels(buckets)
     by_depth = []
     for b in range(buckets):
@@ -230,7 +251,8 @@ def evaluate(
     {"task", "depth_buckets", "results": [{"length", "accuracy", "n", "by_depth", "seconds",
     "read_seconds", "tokens_per_s"}, ...], "baselines": {name: [{"length", "accuracy", "n",
     "by_depth"}, ...]}}; with document facts, results and baselines also have "by_kind"
-    ([{"kind", "accuracy", "n"}, ...]).
+    ([{"kind", "accuracy", "n"}, ...]); so do code facts. Samples that share one context
+    object (a repository's questions) have it read once per batch.
 
     `mode` is how the model (not the baselines) answers: "fast" from the final memory, or
     "reread" (model/reread.py): the fast answer's places in the context re-read with the
@@ -259,21 +281,22 @@ def evaluate(
             for batch in _batches(group, batch_size):
                 tasks.update(s.task for s in batch)
                 buckets = [depth_bucket(s.depth, depth_buckets) for s in batch]
-                kinds = [needle_kind(s.question) if s.task == "needle" else None for s in batch]
+                kinds = [question_kind(s) for s in batch]
                 for method in hits:
                     t0 = time.perf_counter()
-                    contexts = method_contexts(method, batch, tokenizer, segment)
+                    contexts, rows = shared_contexts(method_contexts(method, batch, tokenizer, segment))
                     rereading = method == "rmt" and mode == "reread"
                     every: list[Tensor] | None = [] if rereading else None
                     memory = read_batch(model, contexts, autocast_dtype, bar.update if method == "rmt" else None, every)
                     if method == "rmt":
                         read_seconds += time.perf_counter() - t0
                         read_tokens += sum(len(c) for c in contexts)
+                        bar.update(sum(len(s.context_ids) for s in batch) - sum(len(c) for c in contexts))  # the shared reads
                     for i, sample in enumerate(batch):
                         if rereading and sample.context_ids:
-                            prediction = reread_answer(model, tokenizer, sample, i, every, max_new_tokens)
+                            prediction = reread_answer(model, tokenizer, sample, rows[i], every, max_new_tokens)
                         else:
-                            prediction = answer(model, tokenizer, memory[i], sample.question_ids, max_new_tokens)
+                            prediction = answer(model, tokenizer, memory[rows[i]], sample.question_ids, max_new_tokens)
                         hits[method].append((buckets[i], kinds[i], exact_match(prediction, sample.answer)))
             seconds = time.perf_counter() - start
             results.append(

@@ -5,6 +5,7 @@
     rmtqa eval --task needle --noise DIR --lengths 32k --samples N [--json]
     rmtqa eval --babi FILE --noise DIR --direct --samples N      # the ladder's R0
     rmtqa eval ... --mode reread   # the model answers by re-reading its places with the question (baselines unchanged)
+    rmtqa eval --task code --repo DIR --samples N [--max-tokens 1M] [--json]
 
 The questions come from a bAbI-format file (with `--split val`, only the stories training held
 out: the same split, fraction and seed as `rmtqa train`), or, with `--task needle`, from the
@@ -13,7 +14,11 @@ distractor facts; the seed picks them, training uses other seeds); the padding f
 files of a folder. For the shipped model on the shared books pass `--noise-include
 frankenstein`, the book training never read. `--lengths 0` puts only the facts in the context
 (read into memory); `--direct` puts them in the answering segment itself, before the question
-(no memory, no baselines). The last line printed is always one JSON object.
+(no memory, no baselines). With `--task code`, questions about the Python code of DIR
+(`model.code_facts`: where X is defined, which class defines method Y, parameters, defaults,
+which file imports Z) are asked over the whole of DIR read as one context, in the order
+`rmtqa ingest` reads it (`model.code_samples`), cut at --max-tokens. The last line printed is
+always one JSON object.
 """
 from __future__ import annotations
 
@@ -39,7 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Answer bAbI questions hidden in long book text; report exact match by length and depth.",
     )
     parser.add_argument("--babi", type=Path, metavar="FILE", help="a bAbI-format file (stories restart at id 1); not with --task needle")
-    parser.add_argument("--noise", type=Path, required=True, metavar="DIR", help="a folder of .txt files to pad contexts with")
+    parser.add_argument("--noise", type=Path, metavar="DIR", help="a folder of .txt files to pad contexts with (not with --task code)")
+    parser.add_argument("--repo", type=Path, metavar="DIR", help="--task code: the repository (folder) to ask about, read as one context")
+    parser.add_argument("--max-tokens", default="1M", metavar="N",
+                        help="--task code: read at most the first N tokens of the repository, asking only about them (default 1M)")
     parser.add_argument("--noise-include", type=_names, metavar="NAMES", help="only these documents of DIR (comma-separated, e.g. frankenstein)")
     parser.add_argument("--noise-exclude", type=_names, default=[], metavar="NAMES", help="documents of DIR to leave out (comma-separated)")
     parser.add_argument("--lengths", type=_names, metavar="LIST", help="context lengths in tokens, e.g. 1k,4k,32k,128k,1M (0: the facts only)")
@@ -47,13 +55,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="how the model answers: fast (from the final memory, default) or reread (re-read the places the memory points at, with the question)")
     parser.add_argument("--direct", action="store_true", help="facts and question together in the answering segment: binding without memory (R0)")
     parser.add_argument("--samples", type=int, default=20, metavar="N", help="samples per length (default 20)")
-    parser.add_argument("--task", help="bAbI task of FILE (default: from its name, e.g. qa1_...), or needle (document facts, no FILE)")
+    parser.add_argument("--task", help="bAbI task of FILE (default: from its name, e.g. qa1_...), needle (document facts, no FILE) "
+                                       "or code (facts of the Python code in --repo)")
     parser.add_argument("--model", type=Path, metavar="DIR", help=f"model directory (default: {default_model_dir()})")
     parser.add_argument("--split", choices=["val", "all"], default="val", help="val: only the stories training held out (default); all: every story")
     parser.add_argument("--val-fraction", type=float, default=0.05, help="held-out fraction of stories, as in training (default 0.05)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--depth-buckets", type=int, default=5, metavar="K", help="depth buckets; 1 draws depths as they come (default 5)")
-    parser.add_argument("--batch-size", type=int, default=25, help="contexts read together (default 25)")
+    parser.add_argument("--batch-size", type=int, default=25,
+                        help="contexts read together (default 25; --task code asks every question in one batch, reading the repository once)")
     parser.add_argument(
         "--autocast", choices=sorted(AUTOCAST),
         help="read contexts under autocast: faster only with native bf16 matmuls (GPUs, CPUs with AMX/AVX512-BF16), far slower without",
@@ -66,16 +76,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from model.babi import parse_babi
-    from model.backbones import load_rmt
-    from model.evaluate import evaluate, plot_heatmap
+    from model.evaluate import evaluate
     from model.tasks import NoiseSource, TaskGenerator, direct_sample, parse_length
-    from model.tokenizer import load_tokenizer
 
     if min(args.samples, args.depth_buckets, args.batch_size, args.threads or 1) < 1:
         raise UserError("--samples, --depth-buckets, --batch-size and --threads must be at least 1")
+    if args.task == "code":
+        return run_code(args)
+    if args.repo is not None:
+        raise UserError("--repo is for --task code")
+    if args.noise is None:
+        raise UserError("give --noise DIR (a folder of .txt files to pad contexts with)")
     if args.direct and args.mode != "fast":
         raise UserError("--direct puts the facts beside the question: there is nothing to re-read (leave out --mode)")
     if args.direct == bool(args.lengths):
@@ -93,17 +105,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"no bAbI file at {args.babi}")
     if not args.noise.is_dir():
         raise UserError(f"no folder of .txt files at {args.noise}")
-    model_dir = args.model or default_model_dir()
-    if not (model_dir / "config.json").is_file():
-        raise UserError(f"no model at {model_dir}: train one with `rmtqa train` or pass --model")
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available")
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model = load_rmt(model_dir, device=device)
-    tokenizer = load_tokenizer(model_dir)
+    model, tokenizer, model_dir, device = load_reader(args)
     try:
         noise = NoiseSource.from_directory(args.noise, include=args.noise_include, exclude=args.noise_exclude)
     except ValueError as error:
@@ -122,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             tokenizer, [task], babi_files={task: stories}, noise=noise, seed=args.seed,
             split="val" if split == "val" else None, val_fraction=args.val_fraction,
         )
-    autocast = getattr(torch, AUTOCAST[args.autocast]) if args.autocast else None
+    autocast = autocast_dtype(args)
     if args.direct:
         source = [direct_sample(generator.sample(0)) for _ in range(args.samples)]
         report = evaluate(model, tokenizer, source, depth_buckets=1, baselines=(), batch_size=args.batch_size, autocast_dtype=autocast)
@@ -135,8 +137,72 @@ def run(args: argparse.Namespace) -> int:
         "task": report.pop("task"), "model": str(model_dir), "split": split, "seed": args.seed, "direct": args.direct,
         "noise": sorted(noise.documents), "autocast": args.autocast, "device": device, **report,
     }
+    return finish(report, args, title=f"{task} on {model_dir.name}: exact match")
+
+
+def run_code(args: argparse.Namespace) -> int:
+    """`--task code`: questions about the Python code of --repo over the whole repository."""
+    from model.code_samples import repository_questions
+    from model.evaluate import evaluate
+    from model.tasks import parse_length
+
+    mixed = [name for name, value in (("--babi", args.babi), ("--noise", args.noise), ("--lengths", args.lengths), ("--direct", args.direct)) if value]
+    if mixed:
+        raise UserError(f"--task code asks about --repo: leave out {', '.join(mixed)}")
+    if args.repo is None or not args.repo.is_dir():
+        raise UserError(f"--task code needs --repo DIR, a folder of Python code{f' (no folder at {args.repo})' if args.repo else ''}")
+    try:
+        max_tokens = parse_length(args.max_tokens)
+    except ValueError as error:
+        raise UserError(f"--max-tokens: {error}") from error
+    if max_tokens < 1:
+        raise UserError("--max-tokens must be at least 1")
+    model, tokenizer, model_dir, device = load_reader(args)
+    questions = repository_questions(args.repo, tokenizer, args.samples, args.seed, max_tokens)
+    if not questions.samples:
+        raise UserError(f"no questions to ask about {args.repo}: no unambiguous facts in its Python files (parsed {questions.parsed})")
+    report = evaluate(
+        model, tokenizer, questions.samples, depth_buckets=args.depth_buckets, batch_size=len(questions.samples),
+        autocast_dtype=autocast_dtype(args), progress=True, mode=args.mode,
+    )
+    report = {
+        "task": report.pop("task"), "model": str(model_dir), "repo": str(args.repo), "seed": args.seed, "max_tokens": max_tokens,
+        **questions.to_dict(), "autocast": args.autocast, "device": device, **report,
+    }
+    return finish(report, args, title=f"code facts of {args.repo.resolve().name} on {model_dir.name}: exact match")
+
+
+def load_reader(args: argparse.Namespace):
+    """(model, tokenizer, model directory, device) as --model, --device and --threads say."""
+    import torch
+
+    from model.backbones import load_rmt
+    from model.tokenizer import load_tokenizer
+
+    model_dir = args.model or default_model_dir()
+    if not (model_dir / "config.json").is_file():
+        raise UserError(f"no model at {model_dir}: train one with `rmtqa train` or pass --model")
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return load_rmt(model_dir, device=device), load_tokenizer(model_dir), model_dir, device
+
+
+def autocast_dtype(args: argparse.Namespace):
+    import torch
+
+    return getattr(torch, AUTOCAST[args.autocast]) if args.autocast else None
+
+
+def finish(report: dict, args: argparse.Namespace, title: str) -> int:
+    """The heatmap if asked for, the table for people (unless --json), then the report as one
+    JSON line."""
+    from model.evaluate import plot_heatmap
+
     if args.heatmap:
-        plot_heatmap(report, args.heatmap, title=f"{task} on {model_dir.name}: exact match")
+        plot_heatmap(report, args.heatmap, title=title)
         report["heatmap"] = str(args.heatmap)
     if not args.json:
         print(table(report))

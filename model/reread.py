@@ -17,11 +17,12 @@ answer, look again where the answer came from, knowing the question:
    the time (64 tokens: ~98%).
 3. **Choose.** Every (window, answer) pair is a candidate: the reader's answer beside the
    window, and each memory answer the window holds verbatim. Pairs are ranked by, in order:
-   whether the answer text occurs in its window (answers are copied); how much of the
-   question's idf-weighted words the window holds (idf over the windows read, so "the" weighs
-   nothing and the asked key most); whether it is the fast answer and the memory is sure of it
-   (questions resting on several facts, "where is Mary *now*", are the memory's strength: a
-   window with an older fact must not overrule it); and the model's own evidence, the
+   whether the answer text occurs in its window (answers are copied); whether it is the fast
+   answer and the memory is sure of it (questions resting on several facts, "where is Mary
+   *now*", are the memory's strength: a window with an older fact must not overrule it; a
+   blurred value is never that sure); how much of the question's idf-weighted words the
+   window holds (idf over the windows read, so "the" weighs nothing and the asked key most);
+   and the model's own evidence, the
    answer's per-token log-likelihood beside its window plus its per-token rise under the
    memory where the window sits. Without the word term the reader picks a distractor fact
    about another key as readily as the asked one (it never saw a window without the asked
@@ -60,7 +61,7 @@ class RereadSettings:
     alternatives: int = 3  # answers under the final memory whose rises locate places
     places_per_answer: int = 2  # top rises followed per answer
     back: int | None = None  # tokens before a place's segment that are re-read too (default S/2)
-    keep_fast_logprob: float = -0.1  # fast answer kept when its mean token log-prob is at least this (and a window holds it)
+    keep_fast_logprob: float = -0.01  # the memory is "sure" at this mean token log-prob (qa1 answers: > -0.007; wrong digits: < -0.027)
 
 
 @dataclass
@@ -79,7 +80,7 @@ class Candidate:
     coverage: float = 0.0  # idf-weighted share of the question's words in the window
 
     def rank_key(self) -> tuple:
-        return (self.occurs, round(self.coverage, 2), self.memory_sure, self.local + self.rise)
+        return (self.occurs, self.memory_sure, round(self.coverage, 2), self.local + self.rise)
 
 
 @dataclass
@@ -90,6 +91,8 @@ class RereadAnswer:
     fast_text: str
     kept_fast: bool  # the memory's answer, confirmed in a window
     chosen: Candidate | None  # the window the answer was copied from (or confirmed in)
+    fast_logprob: float  # mean token log-prob (with eos) of the fast answer under the final memory
+    answer_logprob: float  # the same for the answer given
     candidates: list[Candidate] = field(default_factory=list)  # every (window, answer) pair, best first
     places: list[int] = field(default_factory=list)  # segments re-read (0-based)
     memories_scored: int = 0
@@ -170,7 +173,8 @@ def reread(
     windows = {start: list(token_ids(start, min(start + settings.window, total_tokens))) for start in sorted(starts) if start < total_tokens}
 
     initial = memories([-1])
-    fast_sure = bool(fast) and float(_mean_logprob(model, final[None], prompt_ids, fast, eos_id)[0]) >= settings.keep_fast_logprob
+    fast_logprob = float(_mean_logprob(model, final[None], prompt_ids, fast, eos_id)[0])
+    fast_sure = bool(fast) and fast_logprob >= settings.keep_fast_logprob
     window_text = {start: _normal(decode(window)) for start, window in windows.items()}
     pairs: list[Candidate] = []
     read = _read_windows(model, initial[0], windows, prompt_ids, eos_id, max_new_tokens)
@@ -194,7 +198,9 @@ def reread(
     ids = fast if chosen is None else chosen.ids
     fast_text = decode(fast).strip()
     kept = chosen is None or chosen.ids == fast
+    answer_logprob = fast_logprob if kept else float(_mean_logprob(model, final[None], prompt_ids, ids, eos_id)[0])
     return RereadAnswer(ids=list(ids), text=decode(ids).strip(), fast_ids=fast, fast_text=fast_text, kept_fast=kept, chosen=chosen,
+                        fast_logprob=fast_logprob, answer_logprob=answer_logprob,
                         candidates=sorted(pairs, key=Candidate.rank_key, reverse=True), places=places, memories_scored=len(cache))
 
 

@@ -17,6 +17,7 @@ from app.service.models import LoadedModel
 from model.rises import cut_points, find_rises
 
 ASK_MODES = ("fast", "reread")
+NOT_FOUND = "Not found in this corpus with confidence"
 REREAD_PROTOCOL = ("greedy_answers", "next_token_logits")  # what a reader needs beyond the fast protocol (model.rmt has both)
 AUTO_MODE_SECONDS = 5.0  # mode=None re-reads when that is estimated to answer within this
 REREAD_COST_IN_ANSWERS = 40  # a re-read took ~35 fast answers (0.68 s vs 0.02 s, 108k tokens, shipped reader, one batched decode)
@@ -52,7 +53,7 @@ class Asking(Corpora):
 
     def ask_stream(self, corpus: str, question: str, *, as_of: str | int | None = None, max_new_tokens: int = 48,
                    temperature: float = 0.0, top_p: float = 1.0, sources: bool = True, top_k: int = 3,
-                   cancel: threading.Event | None = None, mode: str | None = None) -> Iterator[dict]:
+                   cancel: threading.Event | None = None, mode: str | None = None, min_confidence: float | None = None) -> Iterator[dict]:
         """Yield {"type": "token", "text"} as the answer is generated, then one
         {"type": "result", ...} with the fields of `ask` (sources are found after the answer).
 
@@ -67,7 +68,14 @@ class Asking(Corpora):
         on; None picks reread when its cost, estimated from the fast answer's own time, is
         within `AUTO_MODE_SECONDS`, else fast. The result says which ("mode", and
         "mode_reason" when picked), and for reread also "fast_answer"; its first source is the
-        place the answer was copied from ("reread": true). Errors
+        place the answer was copied from ("reread": true).
+
+        Confidence (model/confidence.py), when the reader has a calibration: "confidence"
+        (0-1, the calibrated probability that the answer is right) and "abstained" (below
+        `min_confidence`, default the service's, else the calibration's threshold): then "answer" is `NOT_FOUND`,
+        "best_guess" the answer, and the sources are the closest places. Always
+        "question_type" (e.g. "qa1", "needle", or null) and "trained_type" (whether the reader
+        was trained on that type; null when its training is not recorded). Errors
         (an empty or too long question, an unknown corpus, ...) are raised before the first
         event, so a caller can keep the question for the user to fix.
         """
@@ -114,6 +122,7 @@ class Asking(Corpora):
             if mode == "fast" and ids:
                 yield {"type": "token", "text": tokenizer.decode(ids)}
         found: list[dict] = []
+        result = None
         if mode == "reread" and not cancelled:
             result, copied = self._reread(snapshot, loaded, question, prompt, target, max_new_tokens)
             extra["fast_answer"] = tokenizer.decode(ids).strip()
@@ -121,14 +130,41 @@ class Asking(Corpora):
             yield {"type": "token", "text": tokenizer.decode(ids)}
             found += copied
         answer = tokenizer.decode(ids).strip()
+        wanted = self.min_confidence if min_confidence is None else min_confidence
+        judged = self._judge(loaded, question, prompt, target, ids, result, wanted) if not cancelled else {}
+        if judged.get("abstained"):
+            judged["best_guess"], answer = answer, NOT_FOUND
         if sources and ids and not cancelled:
             seen = {(f["path"], f["page"], tuple(f["lines"])) for f in found}
             found += [f for f in self._sources(snapshot, loaded, prompt, ids, target, top_k) if (f["path"], f["page"], tuple(f["lines"])) not in seen]
         yield {
             "type": "result", "answer": answer, "sources": found[: max(top_k, 1)], "seconds": round(time.perf_counter() - started, 3),
             "corpus": corpus, "as_of": target["label"], "segment": target["point"] + 1, "segments": snapshot.segments,
-            "complete": snapshot.complete, "mode": mode, **extra,
+            "complete": snapshot.complete, "mode": mode, **extra, **judged,
         }
+
+    @staticmethod
+    def _judge(loaded: LoadedModel, question: str, prompt: list[int], target: dict, ids: list[int], result: Any, min_confidence: float | None) -> dict:
+        """{"question_type", "trained_type", "confidence", "abstained"} of an answer (see `ask_stream`)."""
+        from model.confidence import fast_features, reread_features
+        from model.question_types import question_type
+
+        kind = question_type(question)
+        trained = None if loaded.trained_types is None else kind in loaded.trained_types
+        out: dict[str, Any] = {"question_type": kind, "trained_type": trained, "confidence": None, "abstained": False}
+        calibration = loaded.calibration
+        if calibration is None:
+            return out
+        if result is not None:
+            features = reread_features(bool(trained), result)
+        else:
+            memory = target["memory"].detach().to("cpu", torch.float32).reshape(loaded.initial_memory().shape)
+            eos = [loaded.tokenizer.eos_id] if loaded.tokenizer.eos_id is not None else []
+            logprob = float(loaded.model.score(memory[None], prompt, ids + eos)[0]) / max(len(ids) + len(eos), 1)
+            features = fast_features(bool(trained), logprob)
+        confidence = calibration.confidence("reread" if result is not None else "fast", features)
+        threshold = calibration.threshold if min_confidence is None else min_confidence
+        return {**out, "confidence": round(confidence, 4), "abstained": confidence < threshold}
 
     def _reread(self, snapshot: Corpus, loaded: LoadedModel, question: str, prompt: list[int], target: dict, max_new_tokens: int) -> tuple[Any, list[dict]]:
         """The re-read answer (model/reread.py) from the memories saved up to `target`, and the

@@ -26,12 +26,13 @@ class Corpora:
     and the document indexes that its reading (`Ingesting`) and answering (`Asking`) share."""
 
     def __init__(self, home: str | Path | None = None, model_dir: str | Path | None = None, *, model: Any = None,
-                 max_question_tokens: int = DEFAULT_MAX_QUESTION_TOKENS):
+                 max_question_tokens: int = DEFAULT_MAX_QUESTION_TOKENS, min_confidence: float | None = None):
         self.home = Path(home).expanduser() if home is not None else rmtqa_home()
         self.store = CorpusStore(self.home)
         self.uploads = UploadStore(self.home / "uploads")
         self.history = ChatHistory(self.home / "chat.sqlite3")
         self.max_question_tokens = max_question_tokens
+        self.min_confidence = min_confidence  # answers below it abstain (None: each reader's calibrated threshold)
         self.model_dir = Path(model_dir).expanduser().absolute() if model_dir is not None else None
         self._injected = model
         self._models: dict[str, LoadedModel] = {}

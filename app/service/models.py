@@ -1,6 +1,7 @@
 """The reader models a service reads and answers with, known by the fingerprint of their files."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from dataclasses import dataclass
@@ -44,12 +45,26 @@ class LoadedModel:
     """A reader model and its tokenizer. `model` needs only the reader protocol used here:
     `config.segment_size`, `initial_memory(batch)`, `read(ids, attention_mask=, memory=)`,
     `generate(memory, prompt_ids, max_new_tokens, eos_id, temperature, top_p)` and
-    `score(memories, prompt_ids, target_ids, batch_size)` (see `model.rmt`)."""
+    `score(memories, prompt_ids, target_ids, batch_size)` (see `model.rmt`); re-reading also
+    `greedy_answers` and `next_token_logits`. Its confidence calibration (`confidence.json`)
+    and trained question types (`train_config.json`) are read from `directory` when present."""
 
     directory: Path
     fingerprint: str
     model: Any
     tokenizer: Any
+
+    @functools.cached_property
+    def calibration(self) -> Any:
+        from model.confidence import Calibration
+
+        return Calibration.load(self.directory)
+
+    @functools.cached_property
+    def trained_types(self) -> list[str] | None:
+        from model.question_types import trained_types
+
+        return trained_types(self.directory)
 
     @property
     def segment_size(self) -> int:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from app.corpus.uploads import UploadStore
 from app.webui.model_tab import display_dir
+from model.confidence import describe
 
 Namer = Callable[[str], str]
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~&])")
@@ -267,6 +268,12 @@ def answer_markdown(record: dict) -> str:
         fast = record.get("fast_answer")
         notes.append("re-read the source" + (f"; from the memory alone: {fast}" if fast and fast != record.get("answer") else ""))
     answer = md_escape(record.get("answer") or "") or ("(stopped before any answer)" if record.get("stopped") else "(no answer)")
+    if record.get("abstained") and record.get("best_guess"):
+        answer += f"\n\nBest guess, not confident: {md_escape(record['best_guess'])}"
+    if record.get("confidence") is not None:
+        answer += f"\n\n**Confidence: {describe(record['confidence'])}** ({record['confidence']:.0%} likely right, calibrated on held-out questions)"
+    if record.get("trained_type") is False:
+        notes.append("this is not a kind of question the reader was trained on: its answer is a guess in the shape of one it knows")
     if notes:
         answer += "\n\n_(" + md_text("; ".join(notes)) + ")_"
     return answer
@@ -285,7 +292,8 @@ def exchange_messages(question: str, record: dict, key: str) -> list[dict]:
                          "metadata": {"title": "Sources (none found)", "status": "done"}})
         return messages
     parent = f"sources-{key}"
-    title = f"Sources ({len(sources)}): " + source_line(sources[0], lambda path: Path(path).name)
+    label = "Closest places" if record.get("abstained") else "Sources"
+    title = f"{label} ({len(sources)}): " + source_line(sources[0], lambda path: Path(path).name)
     metadata: dict = {"title": md_text(title), "id": parent, "status": "done"}
     if record.get("seconds") is not None:
         metadata["duration"] = record["seconds"]

@@ -1,9 +1,11 @@
 """`rmtqa ask NAME "QUESTION" [--as-of DOC] [--json]`: answer from a corpus's memory.
 
-Without `--json` the answer streams to stdout as it is generated, followed by its sources
-(file, page, lines, score, excerpt). With `--json`, stdout is one line:
-`{"answer", "sources": [{"path", "page", "lines", "excerpt", "score", ...}], "seconds", "mode", ...}`.
-`--mode reread` re-reads the places the memory points at with the question (model/reread.py).
+Without `--json` the answer, its confidence and its sources (file, page, lines, score,
+excerpt). With `--json`, stdout is one line: `{"answer", "sources": [{"path", "page", "lines",
+"excerpt", "score", ...}], "seconds", "mode", "confidence", "abstained", ...}`. `--mode reread`
+re-reads the places the memory points at with the question (model/reread.py); below the
+reader's calibrated confidence (or `--min-confidence`) the answer is "not found" and the
+sources are the closest places (`--show-guess` prints the guess too).
 """
 from __future__ import annotations
 
@@ -26,34 +28,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mode", choices=["fast", "reread"],
                         help="fast: from the memory alone; reread: then re-read the places it points at with the question (exact values); "
                              "default: reread when that is estimated to answer within 5 s, else fast (the output says which)")
+    parser.add_argument("--min-confidence", type=_unit, metavar="P", help="say 'not found' below this confidence (0-1; default: the reader's calibrated threshold)")
+    parser.add_argument("--show-guess", action="store_true", help="when the answer is not confident enough, also print the best guess (marked as such)")
     parser.add_argument("--max-question-tokens", type=int, default=None, metavar="N", help="longest question in tokens (default 256)")
     parser.set_defaults(func=run)
+
+
+def _unit(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
     from app.cli.threads import configure_threads
     from app.service.corpus_service import DEFAULT_MAX_QUESTION_TOKENS, CorpusService
+    from model.confidence import describe
 
     configure_threads()
-    service = CorpusService(model_dir=args.model, max_question_tokens=args.max_question_tokens or DEFAULT_MAX_QUESTION_TOKENS)
+    service = CorpusService(model_dir=args.model, max_question_tokens=args.max_question_tokens or DEFAULT_MAX_QUESTION_TOKENS,
+                            min_confidence=args.min_confidence)
     options = dict(as_of=args.as_of, max_new_tokens=args.max_new_tokens, sources=not args.no_sources, mode=args.mode)
     if args.json:
         print(json.dumps(service.ask(args.corpus, args.question, **options), ensure_ascii=False))
         return 0
-    result = None
-    started = False
-    for event in service.ask_stream(args.corpus, args.question, **options):
-        if event["type"] == "token":
-            text = event["text"].lstrip() if not started else event["text"]
-            started = started or bool(text)
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        else:
-            result = event
-    assert result is not None
-    print()
-    if not result["answer"]:
-        print("(no answer)")
+    # Printed whole, not streamed: whether the answer stands is known only once it is judged.
+    result = service.ask(args.corpus, args.question, **options)
+    print(result["answer"] or "(no answer)")
+    if result.get("abstained") and args.show_guess:
+        print(f"  best guess (not confident, check the places below): {result['best_guess'] or '(nothing)'}")
+    if result.get("confidence") is not None:
+        print(f"  confidence {result['confidence']:.2f}: {describe(result['confidence'])}"
+              + (" (not found: the closest places are below)" if result.get("abstained") else ""))
+    if result.get("trained_type") is False:
+        print("  note: this is not a kind of question the reader was trained on; its answer is a guess in the shape of one it knows")
     if result["as_of"]:
         print(f"  as of {result['as_of']}")
     if result["mode"] == "reread":
@@ -64,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if not result["complete"]:
         print(f"  note: the corpus is not fully read yet; answered after segment {result['segment']:,} of {result['segments']:,}")
     if result["sources"]:
-        print("  sources (score: how much more likely the answer became once the reader had read the place):")
+        print("  closest places (score" if result.get("abstained") else "  sources (score: how much more likely the answer became once the reader had read the place):")
     for source in result["sources"]:
         page = f" page {source['page']}" if source["page"] is not None else ""
         if source.get("reread"):

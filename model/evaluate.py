@@ -28,7 +28,9 @@ from torch import Tensor
 
 from model.babi import needle_kind
 from model.code_facts import code_fact_kind
-from model.reread import RereadSettings, reread
+from model.confidence import Calibration, fast_features, reread_features
+from model.question_types import question_type
+from model.reread import RereadAnswer, RereadSettings, reread
 from model.rmt import RecurrentMemoryTransformer
 from model.tasks import TaskGenerator, TaskSample, parse_length
 from model.tokenizer import Tokenizer
@@ -133,8 +135,8 @@ def answer(model: RecurrentMemoryTransformer, tokenizer: Tokenizer, memory: Tens
     return tokenizer.decode(model.generate(memory, question_ids, max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_id))
 
 
-def reread_answer(model: RecurrentMemoryTransformer, tokenizer: Tokenizer, sample: TaskSample, row: int, memories: Sequence[Tensor],
-                  max_new_tokens: int = 16, settings: RereadSettings | None = None) -> str:
+def reread_sample(model: RecurrentMemoryTransformer, tokenizer: Tokenizer, sample: TaskSample, row: int, memories: Sequence[Tensor],
+                  max_new_tokens: int = 16, settings: RereadSettings | None = None) -> RereadAnswer:
     """The re-read answer (model/reread.py) of batch row `row`, from the memories after every
     segment of its context (`memories`: (B, M, d) per segment, as `read_batch` collects them)."""
     size = model.config.segment_size
@@ -145,9 +147,24 @@ def reread_answer(model: RecurrentMemoryTransformer, tokenizer: Tokenizer, sampl
         return torch.stack([initial if p < 0 else memories[p][row] for p in points])
 
     context = sample.context_ids
-    result = reread(model, tokenizer.decode, sample.question, sample.question_ids, memory_at, last, lambda a, b: context[a:b], len(context),
-                    eos_id=tokenizer.eos_id, max_new_tokens=max_new_tokens, settings=settings)
-    return result.text
+    return reread(model, tokenizer.decode, sample.question, sample.question_ids, memory_at, last, lambda a, b: context[a:b], len(context),
+                  eos_id=tokenizer.eos_id, max_new_tokens=max_new_tokens, settings=settings)
+
+
+def judged_answer(model: RecurrentMemoryTransformer, tokenizer: Tokenizer, sample: TaskSample, memory: Tensor,
+                  reread_result: RereadAnswer | None, calibration: Calibration | None, trained: Sequence[str], max_new_tokens: int) -> tuple[str, float | None]:
+    """(answer, confidence): the re-read answer when there is one, else the fast answer from
+    `memory` (M, d); the confidence from `calibration` (None without one), as the service gives it."""
+    typed = question_type(sample.question) in trained
+    if reread_result is not None:
+        confidence = None if calibration is None else calibration.confidence("reread", reread_features(typed, reread_result))
+        return reread_result.text, confidence
+    ids = list(model.generate(memory, sample.question_ids, max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_id))
+    if calibration is None:
+        return tokenizer.decode(ids), None
+    target = ids + [tokenizer.eos_id]
+    logprob = float(model.score(memory[None], sample.question_ids, target)[0]) / len(target)
+    return tokenizer.decode(ids), calibration.confidence("fast", fast_features(typed, logprob))
 
 
 def question_kind(sample: TaskSample) -> str | None:
@@ -182,18 +199,23 @@ def method_contexts(method: str, samples: Sequence[TaskSample], tokenizer: Token
 # ----------------------------------------------------------------- the evaluation
 
 
-def _summary(hits: list[tuple[int, str | None, bool]], buckets: int) -> dict:
+def _summary(hits: list[tuple[int, str | None, bool, float | None]], buckets: int, threshold: float | None = None) -> dict:
     """Accuracy overall, per depth bucket (None where empty) and, when the questions have
-    kinds (`question_kind`), per kind, from (bucket, kind, correct) triples."""
+    kinds (`question_kind`), per kind, from (bucket, kind, correct, confidence) tuples; with a
+    `threshold` (answers below it abstain) also "abstained" and "accuracy_when_answered"."""
     labels = bucket_labels(buckets)
     by_depth = []
     for b in range(buckets):
-        cell = [ok for bucket, _, ok in hits if bucket == b]
+        cell = [ok for bucket, _, ok, _ in hits if bucket == b]
         by_depth.append({"depth": labels[b], "accuracy": sum(cell) / len(cell) if cell else None, "n": len(cell)})
-    accuracy = sum(ok for _, _, ok in hits) / len(hits) if hits else None
+    accuracy = sum(ok for _, _, ok, _ in hits) / len(hits) if hits else None
     summary = {"accuracy": accuracy, "n": len(hits), "by_depth": by_depth}
+    if threshold is not None and hits:
+        answered = [ok for _, _, ok, confidence in hits if confidence is not None and confidence >= threshold]
+        summary["abstained"] = 1 - len(answered) / len(hits)
+        summary["accuracy_when_answered"] = sum(answered) / len(answered) if answered else None
     by_kind: dict[str, list[bool]] = defaultdict(list)
-    for _, kind, ok in hits:
+    for _, kind, ok, _ in hits:
         if kind is not None:
             by_kind[kind].append(ok)
     if by_kind:
@@ -242,6 +264,8 @@ def evaluate(
     max_new_tokens: int = 16,
     progress: bool = False,
     mode: str = "fast",
+    calibration: Calibration | None = None,
+    trained: Sequence[str] = (),
 ) -> dict:
     """Exact-match accuracy per context length (and depth bucket) of the model and baselines.
 
@@ -256,7 +280,9 @@ def evaluate(
 
     `mode` is how the model (not the baselines) answers: "fast" from the final memory, or
     "reread" (model/reread.py): the fast answer's places in the context re-read with the
-    question. Reported as "mode".
+    question. Reported as "mode". With a `calibration` (model/confidence.py; `trained`: the
+    reader's trained question types), the model's results also have "abstained" (share below
+    the calibration's threshold) and "accuracy_when_answered", as the service would answer.
     """
     from tqdm import tqdm
 
@@ -276,7 +302,7 @@ def evaluate(
     try:
         for length, group, _ in groups:
             bar.set_postfix_str(f"length {length:,}")
-            hits: dict[str, list[tuple[int, str | None, bool]]] = {name: [] for name in ("rmt", *baselines)}
+            hits: dict[str, list[tuple[int, str | None, bool, float | None]]] = {name: [] for name in ("rmt", *baselines)}
             start, read_seconds, read_tokens = time.perf_counter(), 0.0, 0
             for batch in _batches(group, batch_size):
                 tasks.update(s.task for s in batch)
@@ -293,16 +319,18 @@ def evaluate(
                         read_tokens += sum(len(c) for c in contexts)
                         bar.update(sum(len(s.context_ids) for s in batch) - sum(len(c) for c in contexts))  # the shared reads
                     for i, sample in enumerate(batch):
-                        if rereading and sample.context_ids:
-                            prediction = reread_answer(model, tokenizer, sample, rows[i], every, max_new_tokens)
+                        confidence = None
+                        if method == "rmt":
+                            result = reread_sample(model, tokenizer, sample, rows[i], every, max_new_tokens) if rereading and sample.context_ids else None
+                            prediction, confidence = judged_answer(model, tokenizer, sample, memory[rows[i]], result, calibration, trained, max_new_tokens)
                         else:
                             prediction = answer(model, tokenizer, memory[rows[i]], sample.question_ids, max_new_tokens)
-                        hits[method].append((buckets[i], kinds[i], exact_match(prediction, sample.answer)))
+                        hits[method].append((buckets[i], kinds[i], exact_match(prediction, sample.answer), confidence))
             seconds = time.perf_counter() - start
             results.append(
                 {
                     "length": length,
-                    **_summary(hits["rmt"], depth_buckets),
+                    **_summary(hits["rmt"], depth_buckets, None if calibration is None else calibration.threshold),
                     "seconds": round(seconds, 4),
                     "read_seconds": round(read_seconds, 4),
                     "tokens_per_s": round(read_tokens / read_seconds) if read_seconds else None,

@@ -257,3 +257,23 @@ def test_answer_token_accuracy_reports_each_position_of_each_kind_of_fact() -> N
     assert all(0.0 <= row["accuracy"] <= 1.0 for row in tokens)
     assert sum(row["accuracy"] * row["n"] for row in tokens) / sum(row["n"] for row in tokens) >= 0.7  # 0.95 on 256
     assert set(report["wrong_digits"]) <= {"elsewhere in the answer", "not in the answer"}
+
+
+@pytest.mark.parametrize("mode", ["fast", "reread"])
+def test_evaluation_with_a_calibration_reports_abstention_as_the_service_would(tokenizer: SentencePieceTokenizer, tiny_model_dir: Path, mode: str) -> None:
+    from model.confidence import Calibration
+
+    model = load_rmt(tiny_model_dir)
+    generator = TaskGenerator(tokenizer, ["qa1"], noise=NoiseSource([NOISE_TEXT]), seed=0)
+    samples = [generator.sample(300) for _ in range(4)]
+    models = {"fast": {"bias": 0.0, "weights": {"trained_type": 0.0, "answer_logprob": 1.0}},
+              "reread": {"bias": 0.0, "weights": {"trained_type": 0.0, "occurs": 1.0}}}
+    for threshold, abstained in ((0.0, 0.0), (1.01, 1.0)):
+        report = evaluate(model, tokenizer, samples, depth_buckets=1, baselines=("last_segment",), mode=mode,
+                          calibration=Calibration(models, threshold), trained=["qa1"])
+        result = report["results"][0]
+        assert result["abstained"] == abstained and result["n"] == 4
+        assert result["accuracy_when_answered"] == (result["accuracy"] if abstained == 0.0 else None)
+        assert "abstained" not in report["baselines"]["last_segment"][0]  # baselines are not judged
+    plain = evaluate(model, tokenizer, samples, depth_buckets=1, baselines=(), mode=mode)
+    assert "abstained" not in plain["results"][0] and plain["results"][0]["accuracy"] == result["accuracy"]

@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         report = evaluate(
             model, tokenizer, generator, lengths, args.samples, depth_buckets=args.depth_buckets,
-            batch_size=args.batch_size, autocast_dtype=autocast, progress=True, mode=args.mode,
+            batch_size=args.batch_size, autocast_dtype=autocast, progress=True, mode=args.mode, **judging(model_dir),
         )
     report = {
         "task": report.pop("task"), "model": str(model_dir), "split": split, "seed": args.seed, "direct": args.direct,
@@ -163,13 +163,22 @@ def run_code(args: argparse.Namespace) -> int:
         raise UserError(f"no questions to ask about {args.repo}: no unambiguous facts in its Python files (parsed {questions.parsed})")
     report = evaluate(
         model, tokenizer, questions.samples, depth_buckets=args.depth_buckets, batch_size=len(questions.samples),
-        autocast_dtype=autocast_dtype(args), progress=True, mode=args.mode,
+        autocast_dtype=autocast_dtype(args), progress=True, mode=args.mode, **judging(model_dir),
     )
     report = {
         "task": report.pop("task"), "model": str(model_dir), "repo": str(args.repo), "seed": args.seed, "max_tokens": max_tokens,
         **questions.to_dict(), "autocast": args.autocast, "device": device, **report,
     }
     return finish(report, args, title=f"code facts of {args.repo.resolve().name} on {model_dir.name}: exact match")
+
+
+def judging(model_dir: Path) -> dict:
+    """The reader's confidence calibration and trained question types, when it has them: the
+    report then says how often it would abstain, as `rmtqa ask` does."""
+    from model.confidence import Calibration
+    from model.question_types import trained_types
+
+    return {"calibration": Calibration.load(model_dir), "trained": trained_types(model_dir) or ()}
 
 
 def load_reader(args: argparse.Namespace):
@@ -226,6 +235,10 @@ def table(report: dict) -> str:
             + f" {result['n']:>5} {result['tokens_per_s'] or '-':>8}"
         )
     for result in report["results"]:
+        if "abstained" in result:  # the reader's calibrated confidence: how often it would say "not found"
+            answered = result["accuracy_when_answered"]
+            lines.append(f"{format_length(result['length'])} abstained {result['abstained']:.2f}, accuracy when answered "
+                         + (f"{answered:.3f}" if answered is not None else "-"))
         if "by_kind" in result:  # document facts: which kinds the reader keeps
             kinds = ", ".join(f"{cell['kind']} {cell['accuracy']:.2f} (n={cell['n']})" for cell in result["by_kind"])
             lines.append(f"{format_length(result['length'])} by kind: {kinds}")

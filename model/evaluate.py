@@ -29,6 +29,7 @@ from torch import Tensor
 from model.babi import needle_kind
 from model.code_facts import code_fact_kind
 from model.confidence import Calibration, fast_features, reread_features
+from model.deep import DeepAnswer, deep_read
 from model.question_types import question_type
 from model.reread import RereadAnswer, RereadSettings, reread
 from model.rmt import RecurrentMemoryTransformer
@@ -36,7 +37,7 @@ from model.tasks import TaskGenerator, TaskSample, parse_length
 from model.tokenizer import Tokenizer
 
 BASELINES = ("last_segment", "bm25")
-MODES = ("fast", "reread")
+MODES = ("fast", "reread", "deep")
 MAX_DEPTH_TRIES = 200  # redraws per sample to hit its depth bucket; then it is bucketed as it is
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 
@@ -151,6 +152,13 @@ def reread_sample(model: RecurrentMemoryTransformer, tokenizer: Tokenizer, sampl
                   eos_id=tokenizer.eos_id, max_new_tokens=max_new_tokens, settings=settings)
 
 
+def deep_sample(model: RecurrentMemoryTransformer, tokenizer: Tokenizer, sample: TaskSample, max_new_tokens: int = 16) -> DeepAnswer:
+    """The deep answer (model/deep.py): the whole context read again with the question."""
+    initial = model.initial_memory(1)[0].detach()
+    return deep_read(model, tokenizer.decode, sample.question, sample.question_ids, sample.context_ids, initial_memory=initial,
+                     eos_id=tokenizer.eos_id, max_new_tokens=max_new_tokens)
+
+
 def judged_answer(model: RecurrentMemoryTransformer, tokenizer: Tokenizer, sample: TaskSample, memory: Tensor,
                   reread_result: RereadAnswer | None, calibration: Calibration | None, trained: Sequence[str], max_new_tokens: int) -> tuple[str, float | None]:
     """(answer, confidence): the re-read answer when there is one, else the fast answer from
@@ -210,7 +218,7 @@ def _summary(hits: list[tuple[int, str | None, bool, float | None]], buckets: in
         by_depth.append({"depth": labels[b], "accuracy": sum(cell) / len(cell) if cell else None, "n": len(cell)})
     accuracy = sum(ok for _, _, ok, _ in hits) / len(hits) if hits else None
     summary = {"accuracy": accuracy, "n": len(hits), "by_depth": by_depth}
-    if threshold is not None and hits:
+    if threshold is not None and hits and all(confidence is not None for _, _, _, confidence in hits):
         answered = [ok for _, _, ok, confidence in hits if confidence is not None and confidence >= threshold]
         summary["abstained"] = 1 - len(answered) / len(hits)
         summary["accuracy_when_answered"] = sum(answered) / len(answered) if answered else None
@@ -278,9 +286,10 @@ def evaluate(
     ([{"kind", "accuracy", "n"}, ...]); so do code facts. Samples that share one context
     object (a repository's questions) have it read once per batch.
 
-    `mode` is how the model (not the baselines) answers: "fast" from the final memory, or
+    `mode` is how the model (not the baselines) answers: "fast" from the final memory,
     "reread" (model/reread.py): the fast answer's places in the context re-read with the
-    question. Reported as "mode". With a `calibration` (model/confidence.py; `trained`: the
+    question, or "deep" (model/deep.py): the whole context read again with the question (no
+    memory; "read_seconds"/"tokens_per_s" then time that pass). Reported as "mode". With a `calibration` (model/confidence.py; `trained`: the
     reader's trained question types), the model's results also have "abstained" (share below
     the calibration's threshold) and "accuracy_when_answered", as the service would answer.
     """
@@ -313,6 +322,14 @@ def evaluate(
                     contexts, rows = shared_contexts(method_contexts(method, batch, tokenizer, segment))
                     rereading = method == "rmt" and mode == "reread"
                     every: list[Tensor] | None = [] if rereading else None
+                    if method == "rmt" and mode == "deep":  # no memory: the corpus is read again with each question
+                        for i, sample in enumerate(batch):
+                            prediction = deep_sample(model, tokenizer, sample, max_new_tokens).text
+                            hits[method].append((buckets[i], kinds[i], exact_match(prediction, sample.answer), None))
+                        bar.update(sum(len(s.context_ids) for s in batch))
+                        read_seconds += time.perf_counter() - t0
+                        read_tokens += sum(len(s.context_ids) for s in batch)
+                        continue
                     memory = read_batch(model, contexts, autocast_dtype, bar.update if method == "rmt" else None, every)
                     if method == "rmt":
                         read_seconds += time.perf_counter() - t0

@@ -53,6 +53,18 @@ def _normal(text: str) -> str:
     return " ".join(_WORD.findall(text.lower()))
 
 
+def copied_prefix(decode: Callable[[Sequence[int]], str], ids: Sequence[int], window_text: str) -> list[int]:
+    """The longest prefix of an answer whose words occur, whole, in the window's (normalised)
+    text; [] when none does. Answers are copied: a small reader that copies the right words
+    and then runs on ("kitchen kitchen kitchen", "kitchenicesices") still copied them."""
+    padded = f" {window_text} "
+    for k in range(len(ids), 0, -1):
+        text = _normal(decode(ids[:k]))
+        if text and f" {text} " in padded:
+            return list(ids[:k])
+    return []
+
+
 @dataclass
 class RereadSettings:
     """Knobs of a re-read; the defaults are the ones measured in the model card."""
@@ -180,6 +192,10 @@ def reread(
     read = _read_windows(model, initial[0], windows, prompt_ids, eos_id, max_new_tokens)
     for start, window in windows.items():
         read_ids, read_local = read[start]
+        copied = copied_prefix(decode, read_ids, window_text[start])
+        if copied and copied != read_ids:  # it ran on past what it copied: keep the copy, scored as such
+            read_ids = copied
+            read_local = float(_mean_logprob(model, initial, window + list(prompt_ids), read_ids, eos_id)[0])
         # The reader's own answer beside this window, and every memory answer this window holds.
         held = [a for a in alternatives if a and a != read_ids and _normal(decode(a)) and _normal(decode(a)) in window_text[start]]
         for ids in ([read_ids] if read_ids else []) + held:

@@ -16,7 +16,7 @@ from app.service.corpora import Corpora
 from app.service.models import LoadedModel
 from model.rises import cut_points, find_rises
 
-ASK_MODES = ("fast", "reread")
+ASK_MODES = ("fast", "reread", "deep")
 NOT_FOUND = "Not found in this corpus with confidence"
 REREAD_PROTOCOL = ("greedy_answers", "next_token_logits")  # what a reader needs beyond the fast protocol (model.rmt has both)
 AUTO_MODE_SECONDS = 5.0  # mode=None re-reads when that is estimated to answer within this
@@ -65,7 +65,9 @@ class Asking(Corpora):
 
         `mode`: "fast" answers from the memory alone; "reread" then re-reads the places the
         memory points at with the question (model/reread.py) and streams the answer it settles
-        on; None picks reread when its cost, estimated from the fast answer's own time, is
+        on; "deep" reads the whole corpus again with the question (model/deep.py; its result
+        has "deep": {"key", "windows", "windows_read", "updates"} and its first source is the
+        place of the running answer, "deep": true; "not found" when no place answered); None picks reread when its cost, estimated from the fast answer's own time, is
         within `AUTO_MODE_SECONDS`, else fast. The result says which ("mode", and
         "mode_reason" when picked), and for reread also "fast_answer"; its first source is the
         place the answer was copied from ("reread": true).
@@ -123,15 +125,24 @@ class Asking(Corpora):
                 yield {"type": "token", "text": tokenizer.decode(ids)}
         found: list[dict] = []
         result = None
-        if mode == "reread" and not cancelled:
-            result, copied = self._reread(snapshot, loaded, question, prompt, target, max_new_tokens)
+        if mode in ("reread", "deep") and not cancelled:
             extra["fast_answer"] = tokenizer.decode(ids).strip()
-            ids = result.ids
+            if mode == "reread":
+                result, copied = self._reread(snapshot, loaded, question, prompt, target, max_new_tokens)
+                ids = result.ids
+            else:
+                ids, copied, extra["deep"] = self._deep(snapshot, loaded, question, prompt, target, max_new_tokens, cancel)
             yield {"type": "token", "text": tokenizer.decode(ids)}
             found += copied
+        cancelled = cancel is not None and cancel.is_set()
         answer = tokenizer.decode(ids).strip()
         wanted = self.min_confidence if min_confidence is None else min_confidence
-        judged = self._judge(loaded, question, prompt, target, ids, result, wanted) if not cancelled else {}
+        if cancelled:
+            judged: dict[str, Any] = {}
+        elif mode == "deep":  # no calibration for deep reads yet: "not found" only when no place answered
+            judged = {**self._question_kind(loaded, question), "confidence": None, "abstained": not ids}
+        else:
+            judged = self._judge(loaded, question, prompt, target, ids, result, wanted)
         if judged.get("abstained"):
             judged["best_guess"], answer = answer, NOT_FOUND
         if sources and ids and not cancelled:
@@ -144,14 +155,19 @@ class Asking(Corpora):
         }
 
     @staticmethod
-    def _judge(loaded: LoadedModel, question: str, prompt: list[int], target: dict, ids: list[int], result: Any, min_confidence: float | None) -> dict:
-        """{"question_type", "trained_type", "confidence", "abstained"} of an answer (see `ask_stream`)."""
-        from model.confidence import fast_features, reread_features
+    def _question_kind(loaded: LoadedModel, question: str) -> dict:
         from model.question_types import question_type
 
         kind = question_type(question)
-        trained = None if loaded.trained_types is None else kind in loaded.trained_types
-        out: dict[str, Any] = {"question_type": kind, "trained_type": trained, "confidence": None, "abstained": False}
+        return {"question_type": kind, "trained_type": None if loaded.trained_types is None else kind in loaded.trained_types}
+
+    @staticmethod
+    def _judge(loaded: LoadedModel, question: str, prompt: list[int], target: dict, ids: list[int], result: Any, min_confidence: float | None) -> dict:
+        """{"question_type", "trained_type", "confidence", "abstained"} of an answer (see `ask_stream`)."""
+        from model.confidence import fast_features, reread_features
+
+        out: dict[str, Any] = {**Asking._question_kind(loaded, question), "confidence": None, "abstained": False}
+        trained = out["trained_type"]
         calibration = loaded.calibration
         if calibration is None:
             return out
@@ -165,6 +181,23 @@ class Asking(Corpora):
         confidence = calibration.confidence("reread" if result is not None else "fast", features)
         threshold = calibration.threshold if min_confidence is None else min_confidence
         return {**out, "confidence": round(confidence, 4), "abstained": confidence < threshold}
+
+    def _deep(self, snapshot: Corpus, loaded: LoadedModel, question: str, prompt: list[int], target: dict, max_new_tokens: int,
+              cancel: threading.Event | None) -> tuple[list[int], list[dict], dict]:
+        """The deep answer (model/deep.py): everything saved up to `target` read again with the
+        question. Returns its ids, the place it was copied from as a source, and what was read."""
+        from model.deep import deep_read
+
+        tokens = snapshot.token_ids(0, target["end"])
+        result = deep_read(loaded.model, loaded.tokenizer.decode, question, prompt, tokens, initial_memory=loaded.initial_memory(),
+                           eos_id=loaded.tokenizer.eos_id, max_new_tokens=max_new_tokens,
+                           cancelled=lambda: cancel is not None and cancel.is_set())
+        read = {"key": result.key, "windows": result.windows, "windows_read": result.windows_read, "updates": len(result.updates)}
+        if result.start is None:
+            return [], [], read
+        segment = result.start // snapshot.segment_size
+        source = self._describe(snapshot, loaded, self._document_index(snapshot), (result.start, result.end), segment, 0.0)
+        return result.ids, [{**source, "deep": True}], read
 
     def _reread(self, snapshot: Corpus, loaded: LoadedModel, question: str, prompt: list[int], target: dict, max_new_tokens: int) -> tuple[Any, list[dict]]:
         """The re-read answer (model/reread.py) from the memories saved up to `target`, and the

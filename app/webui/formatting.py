@@ -264,9 +264,10 @@ def answer_markdown(record: dict) -> str:
         notes.append(f"as of {record['as_of']}")
     if record.get("segments") and not record.get("complete", True):
         notes.append(f"the corpus is not fully read: answered after segment {record['segment']:,} of {record['segments']:,}")
-    if record.get("mode") == "reread":
+    if record.get("mode") in ("reread", "deep"):
         fast = record.get("fast_answer")
-        notes.append("re-read the source" + (f"; from the memory alone: {fast}" if fast and fast != record.get("answer") else ""))
+        done = "re-read the source" if record["mode"] == "reread" else "read the whole corpus again with the question"
+        notes.append(done + (f"; from the memory alone: {fast}" if fast and fast != record.get("answer") else ""))
     answer = md_escape(record.get("answer") or "") or ("(stopped before any answer)" if record.get("stopped") else "(no answer)")
     if record.get("abstained") and record.get("best_guess"):
         answer += f"\n\nBest guess, not confident: {md_escape(record['best_guess'])}"

@@ -82,8 +82,8 @@ def build_app(service: CorpusService | None = None, *, max_upload_mb: float = DE
                 with gr.Row():
                     question = gr.Textbox(placeholder="Ask a question about this corpus", show_label=False, scale=6,
                                           lines=1, max_lines=4, elem_id="question")
-                    mode = gr.Radio([("auto", ""), ("fast", "fast"), ("re-read", "reread")], value="", label="Mode", scale=2, elem_id="ask-mode",
-                                    info="re-read: look again at the places the memory points at, knowing the question (exact values)")
+                    mode = gr.Radio([("auto", ""), ("fast", "fast"), ("re-read", "reread"), ("deep", "deep")], value="", label="Mode", scale=2, elem_id="ask-mode",
+                                    info="re-read: look again where the memory points, knowing the question (exact values); deep: read everything again with the question")
                     ask_btn = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
                     stop_btn = gr.Button("Stop", variant="stop", scale=1, visible=False, elem_id="stop")
                 clear = gr.Button("Clear this corpus's chat history", size="sm", elem_id="clear-history")

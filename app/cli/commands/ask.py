@@ -25,8 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", type=Path, help="model directory (default: the one the corpus was read with)")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="longest answer in tokens (default 48)")
     parser.add_argument("--no-sources", action="store_true", help="skip finding sources (faster)")
-    parser.add_argument("--mode", choices=["fast", "reread"],
+    parser.add_argument("--mode", choices=["fast", "reread", "deep"],
                         help="fast: from the memory alone; reread: then re-read the places it points at with the question (exact values); "
+                             "deep: read the whole corpus again with the question, keeping a running answer (whole-corpus questions); "
                              "default: reread when that is estimated to answer within 5 s, else fast (the output says which)")
     parser.add_argument("--min-confidence", type=_unit, metavar="P", help="say 'not found' below this confidence (0-1; default: the reader's calibrated threshold)")
     parser.add_argument("--show-guess", action="store_true", help="when the answer is not confident enough, also print the best guess (marked as such)")
@@ -65,9 +66,12 @@ def run(args: argparse.Namespace) -> int:
         print("  note: this is not a kind of question the reader was trained on; its answer is a guess in the shape of one it knows")
     if result["as_of"]:
         print(f"  as of {result['as_of']}")
-    if result["mode"] == "reread":
+    if result["mode"] in ("reread", "deep"):
         fast = result["fast_answer"]
-        print(f"  mode reread ({result.get('mode_reason') or 'asked for'}); from the memory alone: {fast or '(nothing)'}")
+        print(f"  mode {result['mode']} ({result.get('mode_reason') or 'asked for'}); from the memory alone: {fast or '(nothing)'}")
+    if result["mode"] == "deep":
+        deep = result["deep"]
+        print(f"  deep read: {deep['windows_read']:,} of {deep['windows']:,} windows named {deep['key'] or '(no word of the question)'}")
     elif result.get("mode_reason"):
         print(f"  mode {result['mode_reason']}")
     if not result["complete"]:
@@ -76,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         print("  closest places (score" if result.get("abstained") else "  sources (score: how much more likely the answer became once the reader had read the place):")
     for source in result["sources"]:
         page = f" page {source['page']}" if source["page"] is not None else ""
-        if source.get("reread"):
+        if source.get("reread") or source.get("deep"):
             page += " [re-read: the answer was copied from here]"
         page += " (OCR)" if source.get("ocr") else ""
         first, last = source["lines"]

@@ -51,8 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--noise-include", type=_names, metavar="NAMES", help="only these documents of DIR (comma-separated, e.g. frankenstein)")
     parser.add_argument("--noise-exclude", type=_names, default=[], metavar="NAMES", help="documents of DIR to leave out (comma-separated)")
     parser.add_argument("--lengths", type=_names, metavar="LIST", help="context lengths in tokens, e.g. 1k,4k,32k,128k,1M (0: the facts only)")
-    parser.add_argument("--mode", choices=["fast", "reread"], default="fast",
-                        help="how the model answers: fast (from the final memory, default) or reread (re-read the places the memory points at, with the question)")
+    parser.add_argument("--mode", choices=["fast", "reread", "deep"], default="fast",
+                        help="how the model answers: fast (from the final memory, default), reread (re-read the places the memory points at, with the question) "
+                             "or deep (read the whole context again with the question, keeping a running answer)")
     parser.add_argument("--direct", action="store_true", help="facts and question together in the answering segment: binding without memory (R0)")
     parser.add_argument("--samples", type=int, default=20, metavar="N", help="samples per length (default 20)")
     parser.add_argument("--task", help="bAbI task of FILE (default: from its name, e.g. qa1_...), needle (document facts, no FILE) "

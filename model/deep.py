@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from model.reread import _narrow, _normal, copied_prefix
+from model.reread import answer_span, normal_words
 
 _WORD = re.compile(r"\w+")
 # Words that say what kind of question it is, not what it is about.
@@ -63,6 +63,18 @@ class DeepAnswer:
 
 def content_words(question: str) -> list[str]:
     return [w for w in dict.fromkeys(_WORD.findall(question.lower())) if w not in FUNCTION_WORDS]
+
+
+def copied_prefix(decode: Callable[[Sequence[int]], str], ids: Sequence[int], window_text: str) -> list[int]:
+    """The longest prefix of an answer whose words occur, whole, in the window's (normalised)
+    text; [] when none does. Answers are copied: a small reader that copies the right words
+    and then runs on ("kitchen kitchen kitchen", "kitchenicesices") still copied them."""
+    padded = f" {window_text} "
+    for k in range(len(ids), 0, -1):
+        text = normal_words(decode(ids[:k]))
+        if text and f" {text} " in padded:
+            return list(ids[:k])
+    return []
 
 
 @torch.no_grad()
@@ -108,7 +120,7 @@ def deep_read(
             for i, (ids, _) in zip(group, model.greedy_answers(initial_memory.expand(len(group), *initial_memory.shape), prompts, max_new_tokens, eos_id)):
                 answers[i] = ids
         for i in chunk:  # in corpus order: the running answer
-            ids = copied_prefix(decode, answers[i], _normal(decode(token_ids[starts[i] : starts[i] + settings.window])))
+            ids = copied_prefix(decode, answers[i], normal_words(decode(token_ids[starts[i] : starts[i] + settings.window])))
             if not ids:
                 continue
             coverage = sum(idf[w] for w in wanted if w in words[i])
@@ -121,5 +133,5 @@ def deep_read(
         return DeepAnswer([], "", None, None, key, len(starts), len(reading), updates)
     _, i, ids = best
     text = decode(ids).strip()
-    start, end = _narrow(decode, token_ids[starts[i] : starts[i] + settings.window], starts[i], text)
+    start, end = answer_span(decode, token_ids[starts[i] : starts[i] + settings.window], starts[i], text)
     return DeepAnswer(list(ids), text, start, end, key, len(starts), len(reading), updates)

@@ -49,20 +49,9 @@ TokenSpan = Callable[[int, int], Sequence[int]]
 _WORD = re.compile(r"\w+")
 
 
-def _normal(text: str) -> str:
+def normal_words(text: str) -> str:
+    """Lowercased words joined by one space: how answers and windows are compared."""
     return " ".join(_WORD.findall(text.lower()))
-
-
-def copied_prefix(decode: Callable[[Sequence[int]], str], ids: Sequence[int], window_text: str) -> list[int]:
-    """The longest prefix of an answer whose words occur, whole, in the window's (normalised)
-    text; [] when none does. Answers are copied: a small reader that copies the right words
-    and then runs on ("kitchen kitchen kitchen", "kitchenicesices") still copied them."""
-    padded = f" {window_text} "
-    for k in range(len(ids), 0, -1):
-        text = _normal(decode(ids[:k]))
-        if text and f" {text} " in padded:
-            return list(ids[:k])
-    return []
 
 
 @dataclass
@@ -187,30 +176,26 @@ def reread(
     initial = memories([-1])
     fast_logprob = float(_mean_logprob(model, final[None], prompt_ids, fast, eos_id)[0])
     fast_sure = bool(fast) and fast_logprob >= settings.keep_fast_logprob
-    window_text = {start: _normal(decode(window)) for start, window in windows.items()}
+    window_text = {start: normal_words(decode(window)) for start, window in windows.items()}
     pairs: list[Candidate] = []
     read = _read_windows(model, initial[0], windows, prompt_ids, eos_id, max_new_tokens)
     for start, window in windows.items():
         read_ids, read_local = read[start]
-        copied = copied_prefix(decode, read_ids, window_text[start])
-        if copied and copied != read_ids:  # it ran on past what it copied: keep the copy, scored as such
-            read_ids = copied
-            read_local = float(_mean_logprob(model, initial, window + list(prompt_ids), read_ids, eos_id)[0])
         # The reader's own answer beside this window, and every memory answer this window holds.
-        held = [a for a in alternatives if a and a != read_ids and _normal(decode(a)) and _normal(decode(a)) in window_text[start]]
+        held = [a for a in alternatives if a and a != read_ids and normal_words(decode(a)) and normal_words(decode(a)) in window_text[start]]
         for ids in ([read_ids] if read_ids else []) + held:
             text = decode(ids)
             local = read_local if ids is read_ids else float(_mean_logprob(model, initial, window + list(prompt_ids), ids, eos_id)[0])
             pairs.append(Candidate(
                 ids=ids, text=text.strip(), start=start, end=start + len(window), segment=start // size, local=local,
                 rise=_rise(model, memories, prompt_ids, ids, eos_id, start, start + len(window), size),
-                occurs=bool(_normal(text)) and _normal(text) in window_text[start],
+                occurs=bool(normal_words(text)) and normal_words(text) in window_text[start],
                 memory_sure=fast_sure and ids == fast,
             ))
     _cover(pairs, question, {start: set(_WORD.findall(decode(w).lower())) for start, w in windows.items()})
     chosen = max(pairs, key=Candidate.rank_key) if pairs else None
     if chosen is not None and chosen.occurs:
-        chosen.start, chosen.end = _narrow(decode, windows[chosen.start], chosen.start, chosen.text)
+        chosen.start, chosen.end = answer_span(decode, windows[chosen.start], chosen.start, chosen.text)
     ids = fast if chosen is None else chosen.ids
     fast_text = decode(fast).strip()
     kept = chosen is None or chosen.ids == fast
@@ -235,12 +220,12 @@ def _read_windows(model, initial: Tensor, windows: dict[int, list[int]], prompt_
     return read
 
 
-def _narrow(decode: Callable[[Sequence[int]], str], window: Sequence[int], start: int, answer: str) -> tuple[int, int]:
+def answer_span(decode: Callable[[Sequence[int]], str], window: Sequence[int], start: int, answer: str) -> tuple[int, int]:
     """The shortest span [start + i, start + j) of the window whose text holds the answer: what a
     source cites (a window may straddle two pages or files)."""
-    want = _normal(answer)
-    j = next((j for j in range(1, len(window) + 1) if want in _normal(decode(window[:j]))), len(window))
-    i = next((i for i in range(j - 1, -1, -1) if want in _normal(decode(window[i:j]))), 0)
+    want = normal_words(answer)
+    j = next((j for j in range(1, len(window) + 1) if want in normal_words(decode(window[:j]))), len(window))
+    i = next((i for i in range(j - 1, -1, -1) if want in normal_words(decode(window[i:j]))), 0)
     return start + i, start + j
 
 

@@ -82,3 +82,13 @@ def test_ask_deep_through_the_service_cites_the_place_and_says_not_found(tmp_pat
     assert result["sources"][0]["deep"] is True and "garden" in result["sources"][0]["excerpt"]
     missing = service.ask("story", "Where is Fred?", mode="deep")
     assert missing["answer"] == NOT_FOUND and missing["abstained"] and missing["best_guess"] == ""
+
+
+def test_copied_prefix_keeps_what_was_copied_and_nothing_invented() -> None:
+    from model.deep import copied_prefix
+
+    pieces = ["kitchen", "ices", "ices", "cher"]
+    decode = lambda ids: "".join(pieces[i] for i in ids)  # noqa: E731
+    assert copied_prefix(decode, [0, 1, 2, 3], "mary moved to the kitchen some conversation") == [0]
+    assert copied_prefix(decode, [0, 1], "the kitchenices were cold") == [0, 1]  # whole words only: "kitchen" alone is not one here
+    assert copied_prefix(decode, [1, 2], "mary moved to the kitchen") == []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from model.reread import Candidate, _cover, _narrow
+from model.reread import Candidate, _cover, answer_span
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "assets" / "default"
@@ -41,12 +41,12 @@ def test_the_sure_memory_answer_wins_a_tie_and_an_answer_not_in_its_window_loses
     assert max([invented, older], key=Candidate.rank_key) is older
 
 
-def test_narrow_cites_the_tokens_that_hold_the_answer() -> None:
+def test_answer_span_cites_the_tokens_that_hold_the_answer() -> None:
     words = "the ice was thick . the access code for the vault is 58213 . we sailed on".split()
     ids = list(range(len(words)))
     decode = lambda part: " ".join(words[i] for i in part)  # noqa: E731
-    assert _narrow(decode, ids, 1000, "58213") == (1000 + words.index("58213"), 1000 + words.index("58213") + 1)
-    assert _narrow(decode, ids, 0, "vault is 58213") == (words.index("vault"), words.index("58213") + 1)
+    assert answer_span(decode, ids, 1000, "58213") == (1000 + words.index("58213"), 1000 + words.index("58213") + 1)
+    assert answer_span(decode, ids, 0, "vault is 58213") == (words.index("vault"), words.index("58213") + 1)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from app.cli.arguments import probability
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("ask", help="answer a question from a corpus, with sources",
@@ -29,17 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="fast: from the memory alone; reread: then re-read the places it points at with the question (exact values); "
                              "deep: read the whole corpus again with the question, keeping a running answer (whole-corpus questions); "
                              "default: reread when that is estimated to answer within 5 s, else fast (the output says which)")
-    parser.add_argument("--min-confidence", type=_unit, metavar="P", help="say 'not found' below this confidence (0-1; default: the reader's calibrated threshold)")
+    parser.add_argument("--min-confidence", type=probability, metavar="P", help="say 'not found' below this confidence (0-1; default: the reader's calibrated threshold)")
     parser.add_argument("--show-guess", action="store_true", help="when the answer is not confident enough, also print the best guess (marked as such)")
     parser.add_argument("--max-question-tokens", type=int, default=None, metavar="N", help="longest question in tokens (default 256)")
     parser.set_defaults(func=run)
-
-
-def _unit(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ import ipaddress
 import sys
 from pathlib import Path
 
+from app.cli.arguments import probability
 from app.cli.errors import UserError
 
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
@@ -34,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-upload-tokens", type=int, default=None, metavar="N",
                         help="most tokens one upload may add to a corpus (default 20,000,000; 0: no cap)")
     parser.add_argument("--max-question-tokens", type=int, default=None, metavar="N", help="longest question in tokens (default 256)")
+    parser.add_argument("--min-confidence", type=probability, metavar="P",
+                        help="answers below this confidence say 'not found' (0-1; default: the reader's calibrated threshold)")
     parser.add_argument("--reading-slots", type=int, default=None, metavar="N", help="corpora read at the same time (default 2)")
     parser.add_argument("--local-paths", action="store_true",
                         help="let users type folders on the server to read even when the UI is reachable from other machines")
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--max-upload-tokens must be 0 (no cap) or positive")
     slots = _positive(args.reading_slots, DEFAULT_SLOTS, "--reading-slots")
     configure_threads()
-    service = CorpusService(model_dir=args.model, max_question_tokens=question_cap)
+    service = CorpusService(model_dir=args.model, max_question_tokens=question_cap, min_confidence=args.min_confidence)
     model_dir = service.model_dir or default_model_dir()
     if has_weights(model_dir):
         print(f"rmtqa: reading with the model in {model_dir}", file=sys.stderr)

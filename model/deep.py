@@ -33,14 +33,10 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from model.question_types import content_words
 from model.reread import answer_span, normal_words
 
 _WORD = re.compile(r"\w+")
-# Words that say what kind of question it is, not what it is about.
-FUNCTION_WORDS = frozenset(
-    "a an and are as at be by did do does for from had has have how in into is it its of on or that the this to was were what "
-    "when where which who whom whose why with".split()
-)
 
 
 @dataclass
@@ -59,10 +55,6 @@ class DeepAnswer:
     windows: int  # windows in the corpus
     windows_read: int  # windows read by the model (those with the key)
     updates: list[tuple[int, str]] = field(default_factory=list)  # (window start, running answer) each time it moved
-
-
-def content_words(question: str) -> list[str]:
-    return [w for w in dict.fromkeys(_WORD.findall(question.lower())) if w not in FUNCTION_WORDS]
 
 
 def copied_prefix(decode: Callable[[Sequence[int]], str], ids: Sequence[int], window_text: str) -> list[int]:

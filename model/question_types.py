@@ -14,6 +14,8 @@ from pathlib import Path
 
 from model.babi import needle_kind
 
+_WORD = re.compile(r"\w+")
+
 # bAbI question forms (tasks 1-5 as this project generates and the official files phrase them).
 _BABI_FORMS: dict[str, re.Pattern] = {
     "qa1": re.compile(r"^Where is (?!the\b)[A-Z][a-z]+\s*\?$"),
@@ -23,6 +25,18 @@ _BABI_FORMS: dict[str, re.Pattern] = {
     "qa5": re.compile(r"^(Who (gave|received) the [a-z]+\s*\?|What did [A-Z][a-z]+ give to [A-Z][a-z]+\s*\?|Who gave the [a-z]+ to [A-Z][a-z]+\s*\?|"
                       r"Who did [A-Z][a-z]+ give the [a-z]+ to\s*\?)$"),
 }
+
+
+# Words that say what kind of question it is, not what it is about.
+FUNCTION_WORDS = frozenset(
+    "a an and are as at be by did do does for from had has have how in into is it its of on or that the this to was were what "
+    "when where which who whom whose why with".split()
+)
+
+
+def content_words(question: str) -> list[str]:
+    """The question's words that say what it is about, in order, once each."""
+    return [w for w in dict.fromkeys(_WORD.findall(question.lower())) if w not in FUNCTION_WORDS]
 
 
 def question_type(question: str) -> str | None:

@@ -40,6 +40,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from model.question_types import FUNCTION_WORDS
 from model.rises import find_rises
 
 # Candidate memories' states (N, rows, d) for points -1 (initial memory) .. last segment.
@@ -242,11 +243,15 @@ def _rise(model, memories: Callable[[Sequence[int]], Tensor], prompt_ids: Sequen
 def _cover(candidates: list[Candidate], question: str, window_words: dict[int, set[str]]) -> None:
     """Set each candidate's `coverage`: the idf-weighted share of the question's words its
     window holds, idf over the windows read (words in every window, such as "the", weigh
-    little; the asked key, in few, weighs most). Words in no window are left out."""
+    little; the asked key, in few, weighs most). A content word in no window weighs as much as
+    the rarest can: when the asked key is nowhere, no window covers the question (the ranking
+    between windows is the same either way; the confidence sees the difference). A function
+    word in no window ("where", "when") is left out: it says what kind of question, not what about."""
     words = set(_WORD.findall(question.lower()))
     count = len(window_words)
     idf = {w: math.log(1 + count / (1 + sum(w in ws for ws in window_words.values()))) for w in words}
-    total = sum(weight for w, weight in idf.items() if any(w in ws for ws in window_words.values())) or 1.0
+    counted = {w for w in words if w not in FUNCTION_WORDS or any(w in ws for ws in window_words.values())}
+    total = sum(idf[w] for w in counted) or 1.0
     for candidate in candidates:
         held = window_words.get(candidate.start, set())
         candidate.coverage = sum(weight for w, weight in idf.items() if w in held) / total

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from model.deep import content_words
+from model.question_types import content_words
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "assets" / "default"

@@ -27,8 +27,19 @@ def test_a_window_holding_the_asked_key_beats_a_more_likely_distractor() -> None
              64: {"the", "ship", "sailed", "north"}, 96: {"the", "ice", "was", "thick"}}
     right, wrong = candidate("May 3", 0, local=-0.3), candidate("June 9", 32, local=-0.01, rise=1.0)
     _cover([right, wrong], "When is the audit scheduled?", words)
-    assert right.coverage == pytest.approx(1.0) and wrong.coverage < 0.8
+    assert wrong.coverage < 0.8 * right.coverage
     assert max([wrong, right], key=Candidate.rank_key) is right
+
+
+def test_a_key_that_is_in_no_window_leaves_every_window_uncovered() -> None:
+    """Asked about a key the corpus never names, no window covers the question: the confidence
+    sees it (the words in no window count in full), though the ranking between windows is as
+    it would be without them."""
+    words = {0: {"the", "access", "code", "for", "vault", "is", "58213"}, 32: {"the", "ship", "sailed"}, 64: {"the", "ice"}}
+    stated, absent = candidate("58213", 0), candidate("58213", 0)
+    _cover([stated], "What is the access code for the vault?", words)
+    _cover([absent], "What is the access code for the server room?", words)
+    assert absent.coverage < 0.7 * stated.coverage
 
 
 def test_the_sure_memory_answer_wins_a_tie_and_an_answer_not_in_its_window_loses() -> None:

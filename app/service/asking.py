@@ -121,8 +121,6 @@ class Asking(Corpora):
             mode = "reread" if estimate <= AUTO_MODE_SECONDS and not cancelled else "fast"
             extra["mode_reason"] = (f"reread: estimated {estimate:.1f} s, within {AUTO_MODE_SECONDS:g} s" if mode == "reread"
                                     else f"fast: a reread would take about {estimate:.0f} s (over {AUTO_MODE_SECONDS:g} s)")
-            if mode == "fast" and ids:
-                yield {"type": "token", "text": tokenizer.decode(ids)}
         found: list[dict] = []
         result = None
         if mode in ("reread", "deep") and not cancelled:
@@ -132,7 +130,6 @@ class Asking(Corpora):
                 ids = result.ids
             else:
                 ids, copied, extra["deep"] = self._deep(snapshot, loaded, question, prompt, target, max_new_tokens, cancel)
-            yield {"type": "token", "text": tokenizer.decode(ids)}
             found += copied
         cancelled = cancel is not None and cancel.is_set()
         answer = tokenizer.decode(ids).strip()
@@ -145,6 +142,8 @@ class Asking(Corpora):
             judged = self._judge(loaded, question, prompt, target, ids, result, wanted)
         if judged.get("abstained"):
             judged["best_guess"], answer = answer, NOT_FOUND
+        if not fast_stream and answer:  # not streamed token by token: the answer as judged, in one piece
+            yield {"type": "token", "text": answer}
         if sources and ids and not cancelled:
             seen = {(f["path"], f["page"], tuple(f["lines"])) for f in found}
             found += [f for f in self._sources(snapshot, loaded, prompt, ids, target, top_k) if (f["path"], f["page"], tuple(f["lines"])) not in seen]

@@ -32,6 +32,7 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from app.corpus.errors import CorpusError
+from app.service.asking import NOT_FOUND
 from app.service.corpus_service import CorpusService
 from app.webui.auth import LoginThrottle
 from app.webui.formatting import PublicView, source_line
@@ -96,7 +97,8 @@ class OpenAiApi:
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                "role": "assistant", "content": result["answer"] + self._sources_text(result["sources"]), "sources": sources}}],
+                "role": "assistant", "content": result["answer"] + self._sources_text(result["sources"]), "sources": sources,
+                **_judgement(result)}}],
         }
 
     async def _authorise(self, request: Request) -> None:
@@ -175,7 +177,9 @@ class OpenAiApi:
                         yield chunk({"content": text})
                 else:
                     sources = event["sources"]
-                    yield chunk({"content": self._sources_text(sources), "sources": self.public.json(sources, api=True)})
+                    note = f"\n\n({NOT_FOUND}: the answer above was a guess.)" if event.get("abstained") and started else ""
+                    yield chunk({"content": note + self._sources_text(sources), "sources": self.public.json(sources, api=True),
+                                 **_judgement(event)})
             yield chunk({}, "stop")
         except Exception as error:  # noqa: BLE001 - the stream has begun: say so in it, then end it
             log.exception("chat completion stream failed")
@@ -244,3 +248,7 @@ def _timestamp(text: str | None) -> int:
     except ValueError:
         return 0
 
+
+def _judgement(result: dict) -> dict:
+    """The answer's confidence fields, as extra fields of the message (null where not judged)."""
+    return {key: result.get(key) for key in ("confidence", "abstained", "mode")}

@@ -55,6 +55,7 @@ class DeepAnswer:
     windows: int  # windows in the corpus
     windows_read: int  # windows read by the model (those with the key)
     updates: list[tuple[int, str]] = field(default_factory=list)  # (window start, running answer) each time it moved
+    local: float = float("-inf")  # mean token log-prob of the reader's answer beside the window it came from
 
 
 def copied_prefix(decode: Callable[[Sequence[int]], str], ids: Sequence[int], window_text: str) -> list[int]:
@@ -96,7 +97,7 @@ def deep_read(
     key = min(wanted, key=lambda w: (frequency[w], wanted.index(w)))
     reading = [i for i, held in enumerate(words) if key in held]
     idf = {w: math.log(1 + len(starts) / (1 + frequency[w])) for w in wanted}
-    best: tuple[float, int, list[int]] | None = None  # (coverage, window index, answer ids)
+    best: tuple[float, int, list[int], float] | None = None  # (coverage, window index, answer ids, its mean log-prob)
     updates: list[tuple[int, str]] = []
     prompt = list(prompt_ids)
     for b in range(0, len(reading), settings.batch):
@@ -106,24 +107,24 @@ def deep_read(
         by_length: dict[int, list[int]] = {}
         for i in chunk:
             by_length.setdefault(len(token_ids[starts[i] : starts[i] + settings.window]), []).append(i)
-        answers: dict[int, list[int]] = {}
+        answers: dict[int, tuple[list[int], float]] = {}
         for group in by_length.values():
             prompts = [list(token_ids[starts[i] : starts[i] + settings.window]) + prompt for i in group]
-            for i, (ids, _) in zip(group, model.greedy_answers(initial_memory.expand(len(group), *initial_memory.shape), prompts, max_new_tokens, eos_id)):
-                answers[i] = ids
+            answers.update(zip(group, model.greedy_answers(initial_memory.expand(len(group), *initial_memory.shape), prompts, max_new_tokens, eos_id)))
         for i in chunk:  # in corpus order: the running answer
-            ids = copied_prefix(decode, answers[i], normal_words(decode(token_ids[starts[i] : starts[i] + settings.window])))
+            read, local = answers[i]
+            ids = copied_prefix(decode, read, normal_words(decode(token_ids[starts[i] : starts[i] + settings.window])))
             if not ids:
                 continue
             coverage = sum(idf[w] for w in wanted if w in words[i])
             if best is None or coverage >= best[0] - 1e-9:
-                best = (coverage, i, ids)
+                best = (coverage, i, ids, local)
                 updates.append((starts[i], decode(ids).strip()))
         if progress is not None:
             progress(min(b + settings.batch, len(reading)), len(reading))
     if best is None:
         return DeepAnswer([], "", None, None, key, len(starts), len(reading), updates)
-    _, i, ids = best
+    _, i, ids, local = best
     text = decode(ids).strip()
     start, end = answer_span(decode, token_ids[starts[i] : starts[i] + settings.window], starts[i], text)
-    return DeepAnswer(list(ids), text, start, end, key, len(starts), len(reading), updates)
+    return DeepAnswer(list(ids), text, start, end, key, len(starts), len(reading), updates, local)

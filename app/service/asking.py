@@ -2,6 +2,7 @@
 segments that raised its likelihood most, narrowed to lines) and the passages they cite."""
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any, Iterator, Sequence
@@ -37,7 +38,8 @@ class Asking(Corpora):
 
         Returns {"answer", "sources": [{"path", "page" (int for paged documents, else
         null), "lines": [first, last], "excerpt" (<= 300 chars), "score" (rise of the
-        answer's log-likelihood over that segment), "segment", "tokens": [start, end],
+        answer's log-likelihood over that segment; for the place a re-read or deep answer was
+        copied from, flagged "reread" or "deep", the answer's mean token probability there), "segment", "tokens": [start, end],
         "section" (a heading path, when the document has one), "ocr" (true: the page's text
         was read by OCR)}],
         "seconds", "corpus", "as_of" (label or null), "segment" (the memory is the one after
@@ -195,7 +197,7 @@ class Asking(Corpora):
         if result.start is None:
             return [], [], read
         segment = result.start // snapshot.segment_size
-        source = self._describe(snapshot, loaded, self._document_index(snapshot), (result.start, result.end), segment, 0.0)
+        source = self._describe(snapshot, loaded, self._document_index(snapshot), (result.start, result.end), segment, math.exp(result.local))
         return result.ids, [{**source, "deep": True}], read
 
     def _reread(self, snapshot: Corpus, loaded: LoadedModel, question: str, prompt: list[int], target: dict, max_new_tokens: int) -> tuple[Any, list[dict]]:
@@ -216,7 +218,8 @@ class Asking(Corpora):
         chosen = result.chosen
         if chosen is None:
             return result, []
-        source = self._describe(snapshot, loaded, self._document_index(snapshot), (chosen.start, chosen.end), chosen.segment, chosen.local + chosen.rise)
+        # Its score: the answer's mean per-token probability beside the window (it was copied, not raised).
+        source = self._describe(snapshot, loaded, self._document_index(snapshot), (chosen.start, chosen.end), chosen.segment, math.exp(chosen.local))
         return result, [{**source, "reread": True}]
 
     def _check_question(self, question: str, tokens: int | None = None) -> None:

@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         lines = f"line {first}" if first == last else f"lines {first}-{last}"
         lines += f" ({source['section']})" if source.get("section") else ""
         excerpt = source["excerpt"].replace("\n", "\n      ")  # code keeps its lines, indented under the source
-        print(f"  {source['path']}{page} {lines} (score {source['score']:+.2f}): {excerpt}")
+        score = f"answer likelihood {source['score']:.2f}" if source.get("reread") or source.get("deep") else f"score {source['score']:+.2f}"
+        print(f"  {source['path']}{page} {lines} ({score}): {excerpt}")
     print(f"  ({result['seconds']:.2f} s)", file=sys.stderr)
     return 0

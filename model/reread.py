@@ -20,8 +20,8 @@ answer, look again where the answer came from, knowing the question:
    whether the answer text occurs in its window (answers are copied); whether it is the fast
    answer and the memory is sure of it (questions resting on several facts, "where is Mary
    *now*", are the memory's strength: a window with an older fact must not overrule it; a
-   blurred value is never that sure); how much of the question's idf-weighted words the
-   window holds (idf over the windows read, so "the" weighs nothing and the asked key most);
+   blurred value is never that sure); how much of the question's idf-weighted content words
+   the window holds (idf over the windows read, so the asked key weighs most);
    and the model's own evidence, the
    answer's per-token log-likelihood beside its window plus its per-token rise under the
    memory where the window sits. Without the word term the reader picks a distractor fact
@@ -40,7 +40,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from model.question_types import FUNCTION_WORDS
+from model.question_types import content_words
 from model.rises import find_rises
 
 # Candidate memories' states (N, rows, d) for points -1 (initial memory) .. last segment.
@@ -241,17 +241,16 @@ def _rise(model, memories: Callable[[Sequence[int]], Tensor], prompt_ids: Sequen
 
 
 def _cover(candidates: list[Candidate], question: str, window_words: dict[int, set[str]]) -> None:
-    """Set each candidate's `coverage`: the idf-weighted share of the question's words its
-    window holds, idf over the windows read (words in every window, such as "the", weigh
-    little; the asked key, in few, weighs most). A content word in no window weighs as much as
-    the rarest can: when the asked key is nowhere, no window covers the question (the ranking
-    between windows is the same either way; the confidence sees the difference). A function
-    word in no window ("where", "when") is left out: it says what kind of question, not what about."""
-    words = set(_WORD.findall(question.lower()))
+    """Set each candidate's `coverage`: the idf-weighted share of the question's content words
+    (`content_words`: "where", "is", "the" say what kind of question, not what about) its
+    window holds, idf over the windows read (the asked key, in few windows, weighs most). A
+    content word in no window weighs as much as the rarest can: when the asked key is nowhere,
+    no window covers the question (the ranking between windows is the same either way; the
+    confidence sees the difference)."""
+    words = content_words(question) or _WORD.findall(question.lower())
     count = len(window_words)
     idf = {w: math.log(1 + count / (1 + sum(w in ws for ws in window_words.values()))) for w in words}
-    counted = {w for w in words if w not in FUNCTION_WORDS or any(w in ws for ws in window_words.values())}
-    total = sum(idf[w] for w in counted) or 1.0
+    total = sum(idf.values()) or 1.0
     for candidate in candidates:
         held = window_words.get(candidate.start, set())
         candidate.coverage = sum(weight for w, weight in idf.items() if w in held) / total

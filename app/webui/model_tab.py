@@ -146,6 +146,8 @@ def _scores(directory: str | Path) -> tuple[list[str], list[str]]:
     figures, hidden = [], []
     for file, report in eval_reports(directory):
         task = str(report.get("task", "?"))
+        if report.get("mode") not in (None, "fast"):  # answered by re-reading or a deep read, not the memory alone
+            task += f" ({report['mode']})"
         good = [r for r in report["results"] if _n(r) >= MIN_N]
         hidden.extend(f"{task} at {_length(int(r['length']))}" for r in report["results"] if _n(r) < MIN_N)
         if good:

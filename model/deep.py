@@ -26,7 +26,6 @@ memory vectors (`[memory | question | segment | memory]`) is the next step.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -36,7 +35,6 @@ from torch import Tensor
 from model.question_types import content_words
 from model.reread import answer_span, normal_words
 
-_WORD = re.compile(r"\w+")
 
 
 @dataclass
@@ -89,7 +87,8 @@ def deep_read(
     settings = settings or DeepSettings()
     step = max(settings.window // 2, 1)
     starts = list(range(0, max(len(token_ids) - step, 1), step))
-    words = [set(_WORD.findall(decode(token_ids[s : s + settings.window]).lower())) for s in starts]
+    texts = [normal_words(decode(token_ids[s : s + settings.window])) for s in starts]
+    words = [set(text.split()) for text in texts]
     wanted = [w for w in content_words(question) if any(w in held for held in words)]
     if not wanted:
         return DeepAnswer([], "", None, None, None, len(starts), 0)
@@ -113,7 +112,7 @@ def deep_read(
             answers.update(zip(group, model.greedy_answers(initial_memory.expand(len(group), *initial_memory.shape), prompts, max_new_tokens, eos_id)))
         for i in chunk:  # in corpus order: the running answer
             read, local = answers[i]
-            ids = copied_prefix(decode, read, normal_words(decode(token_ids[starts[i] : starts[i] + settings.window])))
+            ids = copied_prefix(decode, read, texts[i])
             if not ids:
                 continue
             coverage = sum(idf[w] for w in wanted if w in words[i])

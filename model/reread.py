@@ -79,7 +79,7 @@ class Candidate:
     rise: float  # mean per-token rise of that log-prob under the memory across the window's segment(s)
     occurs: bool  # the answer text occurs in the window's text
     memory_sure: bool = False  # it is the fast answer, and the memory gives it a high likelihood
-    coverage: float = 0.0  # idf-weighted share of the question's words in the window
+    coverage: float = 0.0  # idf-weighted share of the question's content words in the window
 
     def rank_key(self) -> tuple:
         return (self.occurs, self.memory_sure, round(self.coverage, 2), self.local + self.rise)

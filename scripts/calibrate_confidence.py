@@ -34,9 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.babi import ACTORS, MORE_ACTORS, generate_needle, needle_questions  # noqa: E402
 from model.backbones import load_rmt  # noqa: E402
 from model.confidence import FEATURES, Calibration, coverage_curve, fast_features, fit_logistic, reliability, reread_features  # noqa: E402
-from model.evaluate import exact_match, read_batch  # noqa: E402
+from model.evaluate import exact_match, read_batch, reread_sample  # noqa: E402
 from model.question_types import question_type, trained_types  # noqa: E402
-from model.reread import reread  # noqa: E402
 from model.tasks import QUESTION_TEMPLATE, NoiseSource, TaskGenerator, TaskSample  # noqa: E402
 from model.tokenizer import load_tokenizer  # noqa: E402
 
@@ -91,19 +90,13 @@ def build(group: str, tokenizer, noise: NoiseSource, seed: int, length: int, n: 
 
 def answer_all(model, tokenizer, samples: list[TaskSample], trained: list[str]) -> list[dict]:
     """Both modes' answers, features and correctness for each sample (read 10 at a time)."""
-    size = model.config.segment_size
-    initial = model.initial_memory(1)[0].detach().float().cpu()
     rows = []
     for b in range(0, len(samples), 10):
         batch = samples[b : b + 10]
         every: list[torch.Tensor] = []
         read_batch(model, [s.context_ids for s in batch], every_segment=every)
         for i, sample in enumerate(batch):
-            last = (len(sample.context_ids) - 1) // size
-            context = sample.context_ids
-            result = reread(model, tokenizer.decode, sample.question, sample.question_ids,
-                            lambda points, i=i: torch.stack([initial if p < 0 else every[p][i] for p in points]), last,
-                            lambda lo, hi, context=context: context[lo:hi], len(context), eos_id=tokenizer.eos_id)
+            result = reread_sample(model, tokenizer, sample, i, every)
             typed = question_type(sample.question) in trained
             gold = sample.answer
             rows.append({

@@ -167,3 +167,13 @@ def saved_backbone(config: dict) -> nn.Module:
 def load_rmt(directory: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> RecurrentMemoryTransformer:
     """A reader saved by `save_pretrained` (a full model or an adapter directory), with its backbone."""
     return RecurrentMemoryTransformer.from_pretrained(directory, saved_backbone, dtype, device)
+
+
+DEEP_READER_DIR = "deep"  # a model directory's reader trained for deep reads (model/deep_training.py)
+
+
+def load_deep_reader(directory: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> RecurrentMemoryTransformer | None:
+    """The reader a model directory ships for deep reads (`<dir>/deep/`), None when it has none
+    (deep reads then use the directory's own reader)."""
+    deep = Path(directory) / DEEP_READER_DIR
+    return load_rmt(deep, dtype, device) if (deep / "config.json").is_file() else None

@@ -42,11 +42,11 @@ QUESTIONS = {
     "imported_by": "Which file imports the module {module}?",
 }
 _QUESTION_FORMS = {
-    "defined_in": re.compile(r"In which file is the (function|class) \S+ defined\?"),
-    "method_of": re.compile(r"Which class defines the method \S+\?"),
-    "parameters": re.compile(r"What are the parameters of \S+\?"),
-    "default": re.compile(r"What is the default value of the parameter \S+ of \S+\?"),
-    "imported_by": re.compile(r"Which file imports the module \S+\?"),
+    "defined_in": re.compile(r"In which file is the (?:function|class) (?P<name>\S+) defined\?"),
+    "method_of": re.compile(r"Which class defines the method (?P<name>\S+)\?"),
+    "parameters": re.compile(r"What are the parameters of (?P<name>\S+)\?"),
+    "default": re.compile(r"What is the default value of the parameter (?P<parameter>\S+) of (?P<name>\S+)\?"),
+    "imported_by": re.compile(r"Which file imports the module (?P<module>\S+)\?"),
 }
 MAX_PARAMETERS = 6
 MAX_DEFAULT_CHARS = 24
@@ -78,6 +78,14 @@ def code_fact_kind(question: str) -> str | None:
     """The kind (KINDS) of a code-fact question, or None: lets an evaluation report by kind."""
     text = " ".join(question.split())
     return next((kind for kind, form in _QUESTION_FORMS.items() if form.fullmatch(text)), None)
+
+
+def code_fact_slots(question: str) -> list[str] | None:
+    """What a code-fact question asks about (its names, in order), None for any other
+    question: "file", "defined", "parameters" are its form, not its subject."""
+    text = " ".join(question.split())
+    match = next((m for form in _QUESTION_FORMS.values() if (m := form.fullmatch(text))), None)
+    return list(match.groups()) if match else None
 
 
 def python_files(root: Path) -> list[FileRef]:

@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingest.headings import WindowHeadings, record_spans
 from ingest.pipeline import ingest_paths
 from ingest.records import DocumentRecord
 from ingest.report import Skipped
@@ -34,6 +35,7 @@ class RepositoryQuestions:
     parsed: int  # .py files the facts were read from
     unparsed: list[Skipped]  # .py files that did not parse
     available: dict[str, int]  # askable facts per kind whose evidence is in the context
+    headings: WindowHeadings | None = None  # what heads a window of the context (its file, enclosing definitions)
 
     def to_dict(self) -> dict:
         return {
@@ -49,17 +51,18 @@ def repository_questions(root: str | Path, tokenizer: Tokenizer, n: int, seed: i
     report, stream = ingest_paths([(Path(root), ".")], tokenizer)
     context = stream.tokens[:max_tokens].tolist() if stream.tokens is not None else []
     scan = scan_code_facts(root)
-    records = _records_by_path(stream.records)
-    places = {fact: place for fact in scan.facts if (place := _evidence_tokens(records, fact)) and place[0] < len(context)}
+    records = records_by_path(stream.records)
+    places = {fact: place for fact in scan.facts if (place := evidence_tokens(records, fact)) and place[0] < len(context)}
     chosen = sample_code_facts(list(places), n, seed)
     return RepositoryQuestions(
         samples=[_sample(fact, places[fact], context, tokenizer) for fact in chosen], tokens=stream.total,
         context_tokens=len(context), files_read=len(report.documents), parsed=len(scan.parsed), unparsed=scan.skipped,
         available=dict(sorted(Counter(fact.kind for fact in places).items())),
+        headings=WindowHeadings(context, record_spans(stream.records), tokenizer.decode, tokenizer.encode("\n")),
     )
 
 
-def _evidence_tokens(records: dict[str, list[DocumentRecord]], fact: CodeFact) -> tuple[int, int] | None:
+def evidence_tokens(records: dict[str, list[DocumentRecord]], fact: CodeFact) -> tuple[int, int] | None:
     """[start, end) of the evidence line's tokens in the stream; None when the stream has no
     such line (the file was skipped by ingest, e.g. as a duplicate or too large)."""
     for record in records.get(fact.path, ()):
@@ -70,7 +73,7 @@ def _evidence_tokens(records: dict[str, list[DocumentRecord]], fact: CodeFact) -
     return None
 
 
-def _records_by_path(records: list[DocumentRecord]) -> dict[str, list[DocumentRecord]]:
+def records_by_path(records: list[DocumentRecord]) -> dict[str, list[DocumentRecord]]:
     index: dict[str, list[DocumentRecord]] = defaultdict(list)
     for record in records:
         index[record.path].append(record)

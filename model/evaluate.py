@@ -6,7 +6,11 @@ Every sample is answered three ways from the same model, so the numbers are comp
 * `last_segment`: read only the final S tokens from the initial memory (no carried memory),
   which shows what the model gets without recurrence;
 * `bm25`: read the one segment that BM25 ranks first for the question (from the initial
-  memory), which shows what single-segment retrieval gets.
+  memory), which shows what single-segment retrieval gets;
+* `bm25_window` (deep mode): the window BM25 ranks first among the windows a deep read
+  scans, headed as it heads them, read beside the question by the deep reader: chunked
+  retrieval with the same reader, against which the deep read's key scan and running
+  answer are measured.
 
 Answers are scored by exact match after normalisation, as BABILong scores fine-tuned RMTs.
 Samples drawn from a generator are stratified by depth (where the last supporting fact sits):
@@ -29,7 +33,7 @@ from torch import Tensor
 from model.babi import needle_kind
 from model.code_facts import code_fact_kind
 from model.confidence import Calibration, fast_features, reread_features
-from model.deep import DeepAnswer, deep_read
+from model.deep import DeepAnswer, DeepSettings, WindowIndex, deep_read, window_starts
 from model.question_types import question_type
 from model.reread import RereadAnswer, RereadSettings, reread
 from model.rmt import RecurrentMemoryTransformer
@@ -37,6 +41,7 @@ from model.tasks import TaskGenerator, TaskSample, parse_length
 from model.tokenizer import Tokenizer
 
 BASELINES = ("last_segment", "bm25")
+DEEP_BASELINES = (*BASELINES, "bm25_window")
 MODES = ("fast", "reread", "deep")
 MAX_DEPTH_TRIES = 200  # redraws per sample to hit its depth bucket; then it is bucketed as it is
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
@@ -152,11 +157,38 @@ def reread_sample(model: RecurrentMemoryTransformer, tokenizer: Tokenizer, sampl
                   eos_id=tokenizer.eos_id, max_new_tokens=max_new_tokens, settings=settings)
 
 
-def deep_sample(model: RecurrentMemoryTransformer, tokenizer: Tokenizer, sample: TaskSample, max_new_tokens: int = 16) -> DeepAnswer:
-    """The deep answer (model/deep.py): the whole context read again with the question."""
+def deep_sample(model: RecurrentMemoryTransformer, tokenizer: Tokenizer, sample: TaskSample, max_new_tokens: int = 16,
+                heading: Callable[[int], Sequence[int]] | None = None, index: WindowIndex | None = None) -> DeepAnswer:
+    """The deep answer (model/deep.py): the whole context read again with the question
+    (`heading`: what heads each window, `ingest.headings`; `index`: its windows, if scanned)."""
     initial = model.initial_memory(1)[0].detach()
     return deep_read(model, tokenizer.decode, sample.question, sample.question_ids, sample.context_ids, initial_memory=initial,
-                     eos_id=tokenizer.eos_id, max_new_tokens=max_new_tokens)
+                     eos_id=tokenizer.eos_id, max_new_tokens=max_new_tokens, heading=heading, index=index)
+
+
+class WindowRetriever:
+    """The `bm25_window` baseline: BM25 over the windows a deep read scans (indexed once per
+    context: a repository's questions share theirs), the top window read beside the question."""
+
+    def __init__(self, tokenizer: Tokenizer, heading: Callable[[int], Sequence[int]] | None, window: int = DeepSettings.window):
+        self.tokenizer, self.heading, self.window = tokenizer, heading, window
+        self._indexed: tuple[int, list[int], object] | None = None
+
+    def answer(self, model: RecurrentMemoryTransformer, sample: TaskSample, max_new_tokens: int) -> str:
+        from rank_bm25 import BM25Plus
+
+        context = sample.context_ids
+        if self._indexed is None or self._indexed[0] != id(context):
+            starts = window_starts(len(context), self.window)
+            texts = [_words(self.tokenizer.decode(context[s : s + self.window])) for s in starts]
+            self._indexed = (id(context), starts, BM25Plus(texts) if len(texts) > 1 else None)
+        _, starts, index = self._indexed
+        start = starts[int(np.argmax(index.get_scores(_words(sample.question))))] if index is not None else 0
+        head = list(self.heading(start)) if self.heading is not None else []
+        prompt = head + list(context[start : start + self.window]) + list(sample.question_ids)
+        memory = model.initial_memory(1)
+        (ids, _), = model.greedy_answers(memory, [prompt], max_new_tokens, self.tokenizer.eos_id)
+        return self.tokenizer.decode(ids)
 
 
 def judged_answer(model: RecurrentMemoryTransformer, tokenizer: Tokenizer, sample: TaskSample, memory: Tensor,
@@ -266,7 +298,7 @@ def evaluate(
     samples: int | None = None,
     *,
     depth_buckets: int = 5,
-    baselines: Sequence[str] = BASELINES,
+    baselines: Sequence[str] | None = None,
     batch_size: int = 8,
     autocast_dtype: torch.dtype | None = None,
     max_new_tokens: int = 16,
@@ -274,6 +306,8 @@ def evaluate(
     mode: str = "fast",
     calibration: Calibration | None = None,
     trained: Sequence[str] = (),
+    deep_reader: RecurrentMemoryTransformer | None = None,
+    heading: Callable[[int], Sequence[int]] | None = None,
 ) -> dict:
     """Exact-match accuracy per context length (and depth bucket) of the model and baselines.
 
@@ -289,7 +323,10 @@ def evaluate(
     `mode` is how the model (not the baselines) answers: "fast" from the final memory,
     "reread" (model/reread.py): the fast answer's places in the context re-read with the
     question, or "deep" (model/deep.py): the whole context read again with the question (no
-    memory; "read_seconds"/"tokens_per_s" then time that pass). Reported as "mode". With a `calibration` (model/confidence.py; `trained`: the
+    memory; "read_seconds"/"tokens_per_s" then time that pass), by `deep_reader` when given (a
+    reader trained for it, `model/deep_training.py`), each window headed by `heading` (for
+    questions over one ingested corpus, `ingest.headings`). Reported as "mode". Baselines
+    default to BASELINES, and DEEP_BASELINES in deep mode. With a `calibration` (model/confidence.py; `trained`: the
     reader's trained question types), the model's results also have "abstained" (share below
     the calibration's threshold) and "accuracy_when_answered", as the service would answer.
     """
@@ -297,14 +334,20 @@ def evaluate(
 
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r} (expected {', '.join(MODES)})")
-    unknown = set(baselines) - set(BASELINES)
+    if baselines is None:
+        baselines = DEEP_BASELINES if mode == "deep" else BASELINES
+    unknown = set(baselines) - set(DEEP_BASELINES)
     if unknown:
-        raise ValueError(f"unknown baselines: {', '.join(sorted(unknown))} (expected {', '.join(BASELINES)})")
+        raise ValueError(f"unknown baselines: {', '.join(sorted(unknown))} (expected {', '.join(DEEP_BASELINES)})")
+    reader = deep_reader or model
+    retriever = WindowRetriever(tokenizer, heading)
+    scanned: tuple[Sequence[int], WindowIndex] | None = None
     groups = _groups(generator_or_samples, lengths, samples, depth_buckets)
     segment = model.config.segment_size
     bar = tqdm(total=sum(length * count for length, _, count in groups), unit="tok", unit_scale=True, disable=not progress, dynamic_ncols=True)
     was_training = model.training
     model.eval()
+    reader.eval()
     tasks: set[str] = set()
     results: list[dict] = []
     baseline_results: dict[str, list[dict]] = {name: [] for name in baselines}
@@ -319,12 +362,19 @@ def evaluate(
                 kinds = [question_kind(s) for s in batch]
                 for method in hits:
                     t0 = time.perf_counter()
+                    if method == "bm25_window":
+                        for i, sample in enumerate(batch):
+                            prediction = retriever.answer(reader, sample, max_new_tokens)
+                            hits[method].append((buckets[i], kinds[i], exact_match(prediction, sample.answer), None))
+                        continue
                     contexts, rows = shared_contexts(method_contexts(method, batch, tokenizer, segment))
                     rereading = method == "rmt" and mode == "reread"
                     every: list[Tensor] | None = [] if rereading else None
                     if method == "rmt" and mode == "deep":  # no memory: the corpus is read again with each question
                         for i, sample in enumerate(batch):
-                            prediction = deep_sample(model, tokenizer, sample, max_new_tokens).text
+                            if scanned is None or scanned[0] is not sample.context_ids:  # questions over one repository share it
+                                scanned = (sample.context_ids, WindowIndex(tokenizer.decode, sample.context_ids, DeepSettings.window))
+                            prediction = deep_sample(reader, tokenizer, sample, max_new_tokens, heading, scanned[1]).text
                             hits[method].append((buckets[i], kinds[i], exact_match(prediction, sample.answer), None))
                         bar.update(sum(len(s.context_ids) for s in batch))
                         read_seconds += time.perf_counter() - t0

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from model.babi import needle_kind
+from model.code_facts import code_fact_slots
 
 _WORD = re.compile(r"\w+")
 
@@ -35,8 +36,11 @@ FUNCTION_WORDS = frozenset(
 
 
 def content_words(question: str) -> list[str]:
-    """The question's words that say what it is about, in order, once each."""
-    return [w for w in dict.fromkeys(_WORD.findall(question.lower())) if w not in FUNCTION_WORDS]
+    """The question's words that say what it is about, in order, once each (of a code-fact
+    question, only the names it asks about)."""
+    slots = code_fact_slots(question)
+    text = " ".join(slots) if slots is not None else question
+    return [w for w in dict.fromkeys(_WORD.findall(text.lower())) if w not in FUNCTION_WORDS]
 
 
 def question_type(question: str) -> str | None:

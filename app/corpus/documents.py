@@ -12,6 +12,7 @@ import numpy as np
 from safetensors import safe_open
 
 from app.corpus.errors import CorpusError
+from ingest.headings import DocumentSpan
 
 
 class DocumentIndex:
@@ -82,6 +83,14 @@ class DocumentIndex:
             "path": record["path"], "page": record["page"], "kind": record["kind"], "lines": lines,
             "chars": span, "tokens": (first, last), "line_tokens": line_tokens, **record.get("extra", {}),
         }
+
+    def spans(self) -> list[DocumentSpan]:
+        """Where each document lies in the stream, for window headings (`ingest.headings`)."""
+        return [
+            DocumentSpan(r["token_start"], r.get("header_tokens", 0), r["tokens"], r["path"], r["kind"],
+                         self.line_tokens[int(self.offsets[i]) : int(self.offsets[i + 1])].tolist() or None)
+            for i, r in enumerate(self.records)
+        ]
 
     def resolve_as_of(self, as_of: str) -> tuple[int, str]:
         """(end token, label) for `path` or `path#page=N`: the stream up to the end of that

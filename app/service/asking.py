@@ -69,8 +69,9 @@ class Asking(Corpora):
         memory points at with the question (model/reread.py) and streams the answer it settles
         on; "deep" reads the whole corpus again with the question (model/deep.py; its result
         has "deep": {"key", "windows", "windows_read", "updates"} and its first source is the
-        place of the running answer, "deep": true; "not found" when no place answered); None picks reread when its cost, estimated from the fast answer's own time, is
-        within `AUTO_MODE_SECONDS`, else fast. The result says which ("mode", and
+        place of the running answer, "deep": true; "not found" when no place answered); None picks
+        deep for a code-fact question when the model ships a deep reader, else reread when its
+        cost, estimated from the fast answer's own time, is within `AUTO_MODE_SECONDS`, else fast. The result says which ("mode", and
         "mode_reason" when picked), and for reread also "fast_answer"; its first source is the
         place the answer was copied from ("reread": true).
 
@@ -83,6 +84,7 @@ class Asking(Corpora):
         (an empty or too long question, an unknown corpus, ...) are raised before the first
         event, so a caller can keep the question for the user to fix.
         """
+        from model.code_facts import code_fact_kind
         from model.tasks import QUESTION_TEMPLATE
 
         started = time.perf_counter()
@@ -108,6 +110,8 @@ class Asking(Corpora):
         extra: dict[str, Any] = {}
         if mode is None and not all(hasattr(loaded.model, name) for name in REREAD_PROTOCOL):
             mode, extra["mode_reason"] = "fast", "fast: this reader cannot re-read"
+        elif mode is None and code_fact_kind(question) is not None and loaded.has_deep_reader:
+            mode, extra["mode_reason"] = "deep", "deep: a question about code, which the deep reader was trained to read"
         fast_stream = mode == "fast"  # auto mode waits: the fast answer may be re-read
         for token in loaded.model.generate(target["memory"], prompt, max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_id, temperature=temperature, top_p=top_p):
             ids.append(int(token))
@@ -187,11 +191,13 @@ class Asking(Corpora):
               cancel: threading.Event | None) -> tuple[list[int], list[dict], dict]:
         """The deep answer (model/deep.py): everything saved up to `target` read again with the
         question. Returns its ids, the place it was copied from as a source, and what was read."""
+        from ingest.headings import WindowHeadings
         from model.deep import deep_read
 
         tokens = snapshot.token_ids(0, target["end"])
-        result = deep_read(loaded.model, loaded.tokenizer.decode, question, prompt, tokens, initial_memory=loaded.initial_memory(),
-                           eos_id=loaded.tokenizer.eos_id, max_new_tokens=max_new_tokens,
+        headings = WindowHeadings(tokens, self._document_index(snapshot).spans(), loaded.tokenizer.decode, loaded.tokenizer.encode("\n"))
+        result = deep_read(loaded.deep_reader, loaded.tokenizer.decode, question, prompt, tokens, initial_memory=loaded.initial_memory(),
+                           eos_id=loaded.tokenizer.eos_id, max_new_tokens=max_new_tokens, heading=headings,
                            cancelled=lambda: cancel is not None and cancel.is_set())
         read = {"key": result.key, "windows": result.windows, "windows_read": result.windows_read, "updates": len(result.updates)}
         if result.start is None:

@@ -67,6 +67,21 @@ class LoadedModel:
         return trained_types(self.directory)
 
     @property
+    def has_deep_reader(self) -> bool:
+        from model.backbones import DEEP_READER_DIR
+
+        return (Path(self.directory) / DEEP_READER_DIR / "config.json").is_file()
+
+    @functools.cached_property
+    def deep_reader(self) -> Any:
+        """The reader for deep reads: the one the directory ships for them (`deep/`, trained to
+        read a headed window beside the question), else `model`."""
+        from model.backbones import load_deep_reader
+
+        reader = load_deep_reader(self.directory, device=getattr(self.model, "device", "cpu"))
+        return reader.eval() if reader is not None else self.model
+
+    @property
     def segment_size(self) -> int:
         return int(self.model.config.segment_size)
 

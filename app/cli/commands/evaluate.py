@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from app.cli.errors import UserError
@@ -133,9 +134,11 @@ def run(args: argparse.Namespace) -> int:
         report = evaluate(
             model, tokenizer, generator, lengths, args.samples, depth_buckets=args.depth_buckets,
             batch_size=args.batch_size, autocast_dtype=autocast, progress=True, mode=args.mode, **judging(model_dir),
+            **deep_reading(args, model_dir, device),
         )
+    deep = deep_reader_dir(args, model_dir)
     report = {
-        "task": report.pop("task"), "model": str(model_dir), "split": split, "seed": args.seed, "direct": args.direct,
+        "task": report.pop("task"), "model": str(model_dir), "deep_reader": str(deep) if deep else None, "split": split, "seed": args.seed, "direct": args.direct,
         "noise": sorted(noise.documents), "autocast": args.autocast, "device": device, **report,
     }
     return finish(report, args, title=f"{task} on {model_dir.name}: exact match")
@@ -165,9 +168,11 @@ def run_code(args: argparse.Namespace) -> int:
     report = evaluate(
         model, tokenizer, questions.samples, depth_buckets=args.depth_buckets, batch_size=len(questions.samples),
         autocast_dtype=autocast_dtype(args), progress=True, mode=args.mode, **judging(model_dir),
+        **deep_reading(args, model_dir, device), heading=questions.headings,
     )
+    deep = deep_reader_dir(args, model_dir)
     report = {
-        "task": report.pop("task"), "model": str(model_dir), "repo": str(args.repo), "seed": args.seed, "max_tokens": max_tokens,
+        "task": report.pop("task"), "model": str(model_dir), "deep_reader": str(deep) if deep else None, "repo": str(args.repo), "seed": args.seed, "max_tokens": max_tokens,
         **questions.to_dict(), "autocast": args.autocast, "device": device, **report,
     }
     return finish(report, args, title=f"code facts of {args.repo.resolve().name} on {model_dir.name}: exact match")
@@ -180,6 +185,24 @@ def judging(model_dir: Path) -> dict:
     from model.question_types import trained_types
 
     return {"calibration": Calibration.load(model_dir), "trained": trained_types(model_dir) or ()}
+
+
+def deep_reader_dir(args: argparse.Namespace, model_dir: Path) -> Path | None:
+    """The deep reader the model directory ships (`<model>/deep/`), used by --mode deep."""
+    from model.backbones import DEEP_READER_DIR
+
+    deep = model_dir / DEEP_READER_DIR
+    return deep if args.mode == "deep" and (deep / "config.json").is_file() else None
+
+
+def deep_reading(args: argparse.Namespace, model_dir: Path, device: str) -> dict:
+    """evaluate()'s `deep_reader`: the one `deep_reader_dir` names, or None."""
+    from model.backbones import load_rmt
+
+    deep = deep_reader_dir(args, model_dir)
+    if deep is not None:
+        print(f"deep reads by {deep}", file=sys.stderr)
+    return {"deep_reader": load_rmt(deep, device=device) if deep is not None else None}
 
 
 def load_reader(args: argparse.Namespace):

@@ -1,4 +1,5 @@
-"""`rmtqa train CONFIG [--output DIR] [--max-steps N] [--max-minutes M] [--device cpu|cuda]`.
+"""`rmtqa train CONFIG [--output DIR] [--max-steps N] [--max-minutes M] [--device cpu|cuda]`
+and `rmtqa train-deep [CONFIG] [--output DIR] [--max-steps N] [--max-minutes M]`.
 
 A thin layer over `model.train.Trainer`: the JSON config with the command line's overrides
 on top, a progress bar on stderr, and the final summary as one JSON line on stdout. Running
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from app.cli.errors import UserError
@@ -26,6 +28,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-minutes", type=float, metavar="M", help="stop this run after M minutes (overrides the config)")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: the config's (auto: cuda when available)")
     parser.set_defaults(func=run)
+    deep = subparsers.add_parser(
+        "train-deep",
+        help="train the reader deep reads use (a window with its heading beside the question; code facts, qa1, needles)",
+        description="Train a deep reader (model/deep_training.py) from a model directory; the best validated weights go to OUTPUT/best, "
+                    "which a model directory ships as deep/.",
+    )
+    deep.add_argument("config", type=Path, nargs="?", metavar="CONFIG", help="settings (JSON, model.deep_training.DeepTrainConfig fields), e.g. configs/deep_code.json")
+    deep.add_argument("--output", type=Path, metavar="DIR", help="where best/ and deep_train_config.json go (overrides the config)")
+    deep.add_argument("--max-steps", type=int, metavar="N", help="optimizer steps (overrides the config)")
+    deep.add_argument("--max-minutes", type=float, metavar="M", help="stop after M minutes (overrides the config)")
+    deep.set_defaults(func=run_deep)
+
+
+def run_deep(args: argparse.Namespace) -> int:
+    from model.deep_training import DeepTrainConfig, train_deep
+
+    settings = {}
+    if args.config is not None:
+        if not args.config.is_file():
+            raise UserError(f"no training config at {args.config}")
+        try:
+            settings = json.loads(args.config.read_text())
+        except ValueError as error:
+            raise UserError(f"{args.config} is not JSON: {error}") from error
+        unknown = set(settings) - set(DeepTrainConfig.__dataclass_fields__)
+        if unknown:
+            raise UserError(f"unknown settings in {args.config}: {', '.join(sorted(unknown))}")
+    overrides = {"output": str(args.output.resolve()) if args.output else None, "max_steps": args.max_steps, "max_minutes": args.max_minutes}
+    config = DeepTrainConfig(**{**settings, **{k: v for k, v in overrides.items() if v is not None}})
+    best = train_deep(config, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(json.dumps({"best": str(best), **json.loads((best / "validation.json").read_text())}))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ Every sample is answered three ways from the same model, so the numbers are comp
 * `bm25`: read the one segment that BM25 ranks first for the question (from the initial
   memory), which shows what single-segment retrieval gets;
 * `bm25_window` (deep mode): the window BM25 ranks first among the windows a deep read
-  scans, headed as it heads them, read beside the question by the deep reader: chunked
+  scans, headed as it heads them, read beside the question by the reader the deep read uses: chunked
   retrieval with the same reader, against which the deep read's key scan and running
   answer are measured.
 
@@ -33,7 +33,7 @@ from torch import Tensor
 from model.babi import needle_kind
 from model.code_facts import code_fact_kind
 from model.confidence import Calibration, fast_features, reread_features
-from model.deep import DeepAnswer, DeepSettings, WindowIndex, deep_read, window_starts
+from model.deep import DeepAnswer, DeepSettings, WindowIndex, deep_read, reader_for, window_starts
 from model.question_types import question_type
 from model.reread import RereadAnswer, RereadSettings, reread
 from model.rmt import RecurrentMemoryTransformer
@@ -323,8 +323,8 @@ def evaluate(
     `mode` is how the model (not the baselines) answers: "fast" from the final memory,
     "reread" (model/reread.py): the fast answer's places in the context re-read with the
     question, or "deep" (model/deep.py): the whole context read again with the question (no
-    memory; "read_seconds"/"tokens_per_s" then time that pass), by `deep_reader` when given (a
-    reader trained for it, `model/deep_training.py`), each window headed by `heading` (for
+    memory; "read_seconds"/"tokens_per_s" then time that pass), code-fact questions by
+    `deep_reader` when given (`model.deep.reader_for`), each window headed by `heading` (for
     questions over one ingested corpus, `ingest.headings`). Reported as "mode". Baselines
     default to BASELINES, and DEEP_BASELINES in deep mode. With a `calibration` (model/confidence.py; `trained`: the
     reader's trained question types), the model's results also have "abstained" (share below
@@ -339,7 +339,6 @@ def evaluate(
     unknown = set(baselines) - set(DEEP_BASELINES)
     if unknown:
         raise ValueError(f"unknown baselines: {', '.join(sorted(unknown))} (expected {', '.join(DEEP_BASELINES)})")
-    reader = deep_reader or model
     retriever = WindowRetriever(tokenizer, heading)
     scanned: tuple[Sequence[int], WindowIndex] | None = None
     groups = _groups(generator_or_samples, lengths, samples, depth_buckets)
@@ -347,7 +346,8 @@ def evaluate(
     bar = tqdm(total=sum(length * count for length, _, count in groups), unit="tok", unit_scale=True, disable=not progress, dynamic_ncols=True)
     was_training = model.training
     model.eval()
-    reader.eval()
+    if deep_reader is not None:
+        deep_reader.eval()
     tasks: set[str] = set()
     results: list[dict] = []
     baseline_results: dict[str, list[dict]] = {name: [] for name in baselines}
@@ -364,7 +364,7 @@ def evaluate(
                     t0 = time.perf_counter()
                     if method == "bm25_window":
                         for i, sample in enumerate(batch):
-                            prediction = retriever.answer(reader, sample, max_new_tokens)
+                            prediction = retriever.answer(reader_for(sample.question, model, deep_reader), sample, max_new_tokens)
                             hits[method].append((buckets[i], kinds[i], exact_match(prediction, sample.answer), None))
                         continue
                     contexts, rows = shared_contexts(method_contexts(method, batch, tokenizer, segment))
@@ -374,7 +374,7 @@ def evaluate(
                         for i, sample in enumerate(batch):
                             if scanned is None or scanned[0] is not sample.context_ids:  # questions over one repository share it
                                 scanned = (sample.context_ids, WindowIndex(tokenizer.decode, sample.context_ids, DeepSettings.window))
-                            prediction = deep_sample(reader, tokenizer, sample, max_new_tokens, heading, scanned[1]).text
+                            prediction = deep_sample(reader_for(sample.question, model, deep_reader), tokenizer, sample, max_new_tokens, heading, scanned[1]).text
                             hits[method].append((buckets[i], kinds[i], exact_match(prediction, sample.answer), None))
                         bar.update(sum(len(s.context_ids) for s in batch))
                         read_seconds += time.perf_counter() - t0

@@ -82,6 +82,7 @@ def test_ask_deep_through_the_service_cites_the_place_and_says_not_found(tmp_pat
     assert result["sources"][0]["deep"] is True and "garden" in result["sources"][0]["excerpt"]
     missing = service.ask("story", "Where is Fred?", mode="deep")
     assert missing["answer"] == NOT_FOUND and missing["abstained"] and missing["best_guess"] == ""
+    assert len(service._scans) == 1  # the second question over the corpus reused its scan
 
 
 def test_copied_prefix_keeps_what_was_copied_and_nothing_invented() -> None:
@@ -89,6 +90,10 @@ def test_copied_prefix_keeps_what_was_copied_and_nothing_invented() -> None:
 
     pieces = ["kitchen", "ices", "ices", "cher"]
     decode = lambda ids: "".join(pieces[i] for i in ids)  # noqa: E731
-    assert copied_prefix(decode, [0, 1, 2, 3], "mary moved to the kitchen some conversation") == [0]
+    assert copied_prefix(decode, [0, 1, 2, 3], "mary moved to the kitchen some conversation", whole_words=False) == [0]
+    assert copied_prefix(decode, [0, 1, 2, 3], "mary moved to the kitchen some conversation") == []  # "kitchen" is cut from "kitchenices..."
     assert copied_prefix(decode, [0, 1], "the kitchenices were cold") == [0, 1]  # whole words only: "kitchen" alone is not one here
     assert copied_prefix(decode, [1, 2], "mary moved to the kitchen") == []
+    spaced = ["kitchen", " kitchen", " kitchen"]
+    decode = lambda ids: "".join(spaced[i] for i in ids)  # noqa: E731
+    assert copied_prefix(decode, [0, 1, 2], "mary moved to the kitchen") == [0]  # a run-on after a whole word

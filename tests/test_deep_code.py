@@ -101,9 +101,10 @@ def test_an_answer_is_read_off_a_signature_in_order() -> None:
     decode = lambda ids: "".join(pieces[i] for i in ids)  # noqa: E731
     window = "def feed lines self text limit 10 rest"
     assert copied_prefix(decode, [0, 1, 2, 3, 4, 5], window) == [0, 1, 2, 3, 4, 5]  # "10" skipped between limit and rest
-    assert copied_prefix(decode, [2, 1, 0], window) == [2, 1]  # out of order: only " limit," was copied
+    assert copied_prefix(decode, [2, 1, 0], window) == []  # " limit,text": cut inside it, not at a space
+    assert copied_prefix(decode, [2, 1, 0], window, whole_words=False) == [2, 1]  # out of order: only " limit," was copied
     assert copied_prefix(decode, [0, 1, 2, 3, 4, 5, 6], window) == [0, 1, 2, 3, 4, 5]
-    assert copied_prefix(decode, [0, 5], "text a b c d e rest") == [0]  # "rest" is more than MAX_COPY_GAP words on
+    assert copied_prefix(decode, [0, 5], "text a b c d e rest", whole_words=False) == [0]  # "rest" is more than MAX_COPY_GAP words on
 
 
 def test_training_windows_hold_their_answer_or_say_no_answer(package: Path, tokenizer) -> None:

@@ -20,6 +20,7 @@ from model.rises import cut_points, find_rises
 ASK_MODES = ("fast", "reread", "deep")
 NOT_FOUND = "Not found in this corpus with confidence"
 REREAD_PROTOCOL = ("greedy_answers", "next_token_logits")  # what a reader needs beyond the fast protocol (model.rmt has both)
+SCANS_KEPT = 2  # corpora whose deep-read scan is kept between questions
 AUTO_MODE_SECONDS = 5.0  # mode=None re-reads when that is estimated to answer within this
 REREAD_COST_IN_ANSWERS = 40  # a re-read took ~35 fast answers (0.68 s vs 0.02 s, 108k tokens, shipped reader, one batched decode)
 EXCERPT_CHARS = 300
@@ -191,13 +192,12 @@ class Asking(Corpora):
               cancel: threading.Event | None) -> tuple[list[int], list[dict], dict]:
         """The deep answer (model/deep.py): everything saved up to `target` read again with the
         question. Returns its ids, the place it was copied from as a source, and what was read."""
-        from ingest.headings import WindowHeadings
-        from model.deep import deep_read
+        from model.deep import deep_read, reader_for
 
-        tokens = snapshot.token_ids(0, target["end"])
-        headings = WindowHeadings(tokens, self._document_index(snapshot).spans(), loaded.tokenizer.decode, loaded.tokenizer.encode("\n"))
-        result = deep_read(loaded.deep_reader, loaded.tokenizer.decode, question, prompt, tokens, initial_memory=loaded.initial_memory(),
-                           eos_id=loaded.tokenizer.eos_id, max_new_tokens=max_new_tokens, heading=headings,
+        tokens, index, headings = self._deep_scan(snapshot, loaded, target["end"])
+        reader = reader_for(question, loaded.model, loaded.deep_reader if loaded.has_deep_reader else None)
+        result = deep_read(reader, loaded.tokenizer.decode, question, prompt, tokens, initial_memory=loaded.initial_memory(),
+                           eos_id=loaded.tokenizer.eos_id, max_new_tokens=max_new_tokens, heading=headings, index=index,
                            cancelled=lambda: cancel is not None and cancel.is_set())
         read = {"key": result.key, "windows": result.windows, "windows_read": result.windows_read, "updates": len(result.updates)}
         if result.start is None:
@@ -205,6 +205,26 @@ class Asking(Corpora):
         segment = result.start // snapshot.segment_size
         source = self._describe(snapshot, loaded, self._document_index(snapshot), (result.start, result.end), segment, math.exp(result.local))
         return result.ids, [{**source, "deep": True}], read
+
+    def _deep_scan(self, snapshot: Corpus, loaded: LoadedModel, end: int) -> tuple[list[int], Any, Any]:
+        """(token ids, windows, headings) of the corpus up to `end`, kept for the last
+        SCANS_KEPT corpora: the next question over the same corpus skips the word scan."""
+        from ingest.headings import WindowHeadings
+        from model.deep import DeepSettings, WindowIndex
+
+        key = (str(snapshot.directory), snapshot.manifest["documents_sha256"], end, loaded.fingerprint)
+        with self._lock:
+            scan = self._scans.get(key)
+        if scan is None:
+            tokens = snapshot.token_ids(0, end)
+            decode = loaded.tokenizer.decode
+            scan = (tokens, WindowIndex(decode, tokens, DeepSettings.window),
+                    WindowHeadings(tokens, self._document_index(snapshot).spans(), decode, loaded.tokenizer.encode("\n")))
+            with self._lock:
+                while len(self._scans) >= SCANS_KEPT:
+                    self._scans.pop(next(iter(self._scans)))
+                self._scans[key] = scan
+        return scan
 
     def _reread(self, snapshot: Corpus, loaded: LoadedModel, question: str, prompt: list[int], target: dict, max_new_tokens: int) -> tuple[Any, list[dict]]:
         """The re-read answer (model/reread.py) from the memories saved up to `target`, and the

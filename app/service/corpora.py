@@ -37,6 +37,7 @@ class Corpora:
         self._injected = model
         self._models: dict[str, LoadedModel] = {}
         self._documents: dict[tuple[str, str], DocumentIndex] = {}
+        self._scans: dict[tuple, tuple] = {}  # the last corpora scanned by deep reads (asking.py: _deep_scan)
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------ models

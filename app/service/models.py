@@ -74,8 +74,8 @@ class LoadedModel:
 
     @functools.cached_property
     def deep_reader(self) -> Any:
-        """The reader for deep reads: the one the directory ships for them (`deep/`, trained to
-        read a headed window beside the question), else `model`."""
+        """The reader the directory ships for deep reads of code questions (`deep/`, trained to
+        read a headed window beside the question; `model.deep.reader_for`), else `model`."""
         from model.backbones import load_deep_reader
 
         reader = load_deep_reader(self.directory, device=getattr(self.model, "device", "cpu"))

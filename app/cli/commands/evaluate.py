@@ -134,11 +134,9 @@ def run(args: argparse.Namespace) -> int:
         report = evaluate(
             model, tokenizer, generator, lengths, args.samples, depth_buckets=args.depth_buckets,
             batch_size=args.batch_size, autocast_dtype=autocast, progress=True, mode=args.mode, **judging(model_dir),
-            **deep_reading(args, model_dir, device),
         )
-    deep = deep_reader_dir(args, model_dir)
     report = {
-        "task": report.pop("task"), "model": str(model_dir), "deep_reader": str(deep) if deep else None, "split": split, "seed": args.seed, "direct": args.direct,
+        "task": report.pop("task"), "model": str(model_dir), "split": split, "seed": args.seed, "direct": args.direct,
         "noise": sorted(noise.documents), "autocast": args.autocast, "device": device, **report,
     }
     return finish(report, args, title=f"{task} on {model_dir.name}: exact match")
@@ -188,7 +186,8 @@ def judging(model_dir: Path) -> dict:
 
 
 def deep_reader_dir(args: argparse.Namespace, model_dir: Path) -> Path | None:
-    """The deep reader the model directory ships (`<model>/deep/`), used by --mode deep."""
+    """The deep reader the model directory ships (`<model>/deep/`), which --mode deep reads code
+    questions with (`model.deep.reader_for`)."""
     from model.backbones import DEEP_READER_DIR
 
     deep = model_dir / DEEP_READER_DIR

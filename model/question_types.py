@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from model.babi import needle_kind
-from model.code_facts import code_fact_slots
+from model.code_facts import code_fact_kind, code_fact_slots
 
 _WORD = re.compile(r"\w+")
 
@@ -44,11 +44,14 @@ def content_words(question: str) -> list[str]:
 
 
 def question_type(question: str) -> str | None:
-    """"qa1".."qa5", "needle" (a document fact), or None for any other question."""
+    """"qa1".."qa5", "needle" (a document fact), "code" (a code fact, `model.code_facts`), or
+    None for any other question."""
     text = " ".join(question.split())
     for task, form in _BABI_FORMS.items():
         if form.match(text):
             return task
+    if code_fact_kind(text) is not None:
+        return "code"
     return "needle" if needle_kind(text) is not None else None
 
 

@@ -158,6 +158,7 @@ def test_a_code_question_is_read_deep_with_headings_through_the_service(package:
     result = service.ask("pkg", "In which file is the function build_parser defined?")
     assert result["mode"] == "deep" and result["mode_reason"].startswith("deep: a question about code")
     assert result["deep"]["key"] == "build_parser" and result["deep"]["windows_read"] >= 1
+    assert result["question_type"] == "code" and result["trained_type"] is True
     assert service.ask("pkg", "Where is Mary?")["mode"] != "deep"  # not a code question: the usual choice
 
 

@@ -80,7 +80,7 @@ class Asking(Corpora):
         (0-1, the calibrated probability that the answer is right) and "abstained" (below
         `min_confidence`, default the service's, else the calibration's threshold): then "answer" is `NOT_FOUND`,
         "best_guess" the answer, and the sources are the closest places. Always
-        "question_type" (e.g. "qa1", "needle", or null) and "trained_type" (whether the reader
+        "question_type" (e.g. "qa1", "needle", "code", or null) and "trained_type" (whether the reader
         was trained on that type; null when its training is not recorded). Errors
         (an empty or too long question, an unknown corpus, ...) are raised before the first
         event, so a caller can keep the question for the user to fix.
@@ -145,6 +145,8 @@ class Asking(Corpora):
             judged: dict[str, Any] = {}
         elif mode == "deep":  # no calibration for deep reads yet: "not found" only when no place answered
             judged = {**self._question_kind(loaded, question), "confidence": None, "abstained": not ids}
+            if judged["question_type"] == "code" and loaded.has_deep_reader:
+                judged["trained_type"] = True  # read by the deep reader, which was trained on code questions
         else:
             judged = self._judge(loaded, question, prompt, target, ids, result, wanted)
         if judged.get("abstained"):

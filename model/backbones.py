@@ -172,8 +172,14 @@ def load_rmt(directory: str | Path, dtype: torch.dtype = torch.float32, device: 
 DEEP_READER_DIR = "deep"  # a model directory's reader trained for deep reads (model/deep_training.py)
 
 
-def load_deep_reader(directory: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> RecurrentMemoryTransformer | None:
+def deep_reader_dir(directory: str | Path) -> Path | None:
     """The reader a model directory ships for deep reads (`<dir>/deep/`), None when it has none
     (deep reads then use the directory's own reader)."""
     deep = Path(directory) / DEEP_READER_DIR
-    return load_rmt(deep, dtype, device) if (deep / "config.json").is_file() else None
+    return deep if (deep / "config.json").is_file() else None
+
+
+def load_deep_reader(directory: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> RecurrentMemoryTransformer | None:
+    """`deep_reader_dir`'s reader, loaded; None when there is none."""
+    deep = deep_reader_dir(directory)
+    return load_rmt(deep, dtype, device) if deep is not None else None

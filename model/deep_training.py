@@ -33,15 +33,14 @@ import torch
 
 from ingest.headings import WindowHeadings, record_spans
 from ingest.pipeline import ingest_paths
-from model.code_facts import scan_code_facts
+from model.code_facts import KINDS, scan_code_facts
 from model.code_samples import evidence_tokens, records_by_path
 from model.code_sources import SourceRoot, python_source_roots, split_source_roots
-from model.deep import NO_ANSWER, question_key, window_starts
+from model.deep import NO_ANSWER, WindowIndex, question_key
 from model.reread import normal_words
 from model.tasks import ANSWER_TEMPLATE, QUESTION_TEMPLATE, NoiseSource, TaskGenerator
 from model.tokenizer import Tokenizer, load_tokenizer
-
-REPO = Path(__file__).resolve().parents[1]
+from model.train import _resolve, pad_queries
 
 
 @dataclass
@@ -87,8 +86,8 @@ def code_windows(root: Path, tokenizer: Tokenizer, rng: random.Random, window: i
     tokens = stream.tokens
     decode = tokenizer.decode
     headings = WindowHeadings(tokens, record_spans(stream.records), decode, tokenizer.encode("\n"))
-    starts = window_starts(len(tokens), window)
-    words = [set(normal_words(decode(tokens[s : s + window])).split()) for s in starts]
+    scanned = WindowIndex(decode, tokens, window)  # the windows as a deep read scans them
+    starts, words = scanned.starts, scanned.words
     records = records_by_path(stream.records)
     eos = [tokenizer.eos_id]
     out: list[WindowSample] = []
@@ -154,8 +153,7 @@ def _small_parts(path: Path, max_kb: int) -> list[Path]:
 
 
 def _kilobytes(path: Path) -> int:
-    files = [path] if path.is_file() else path.rglob("*.py")
-    return sum(f.stat().st_size for f in files if f.is_file()) // 1024
+    return sum(f.stat().st_size for f in path.rglob("*.py") if f.is_file()) // 1024
 
 
 def story_windows(generator: TaskGenerator, task: str, rng: random.Random, window: int) -> Iterator[WindowSample]:
@@ -180,7 +178,7 @@ class DeepData:
         stories = TaskGenerator(tokenizer, tasks=["qa1"], babi_files=babi, noise=noise, seed=seed, split=split if babi else None)
         rng = random.Random(seed)
         self.streams = {task: story_windows(stories, task, rng, config.window) for task in ("qa1", "needle")}
-        self.code, self.rng, self.config = code, rng, config
+        self.code, self.config = code, config
         self.position = 0
 
     def batch(self, size: int) -> list[WindowSample]:
@@ -193,15 +191,8 @@ class DeepData:
         return rows
 
 
-def _resolve(path: str) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() else REPO / p
-
-
 def loss_on(model, rows: list[WindowSample]) -> torch.Tensor:
     """Cross-entropy on the answer tokens of `[initial memory | prompt answer]`."""
-    from model.train import pad_queries
-
     query, mask, labels = pad_queries([[(row.prompt, row.answer)] for row in rows])
     device = model.device
     empty = torch.zeros(len(rows), 0, dtype=torch.long, device=device)
@@ -217,13 +208,12 @@ def greedy_accuracy(model, rows: list[WindowSample], eos_id: int) -> dict[str, f
     by_length: dict[int, list[WindowSample]] = {}
     for row in rows:
         by_length.setdefault(len(row.prompt), []).append(row)
-    code = {"default", "defined_in", "imported_by", "method_of", "parameters"}
     for group in by_length.values():
         answers = model.greedy_answers(memory.expand(len(group), *memory.shape), [r.prompt for r in group], 24, eos_id)
         for row, (ids, _) in zip(group, answers):
             ok = list(ids) + [eos_id] == list(row.answer)
             names = ["holds" if row.holds_answer else "no_answer", f"kind:{row.kind}"]
-            names += ["code_holds"] if row.holds_answer and row.kind in code else []
+            names += ["code_holds"] if row.holds_answer and row.kind in KINDS else []
             for name in names:
                 right.setdefault(name, []).append(ok)
     return {name: round(sum(v) / len(v), 4) for name, v in sorted(right.items())} | {"n": len(rows)}

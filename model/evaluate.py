@@ -33,7 +33,7 @@ from torch import Tensor
 from model.babi import needle_kind
 from model.code_facts import code_fact_kind
 from model.confidence import Calibration, fast_features, reread_features
-from model.deep import DeepAnswer, DeepSettings, WindowIndex, deep_read, reader_for, window_starts
+from model.deep import DeepAnswer, DeepSettings, WindowIndex, deep_read, reader_for
 from model.question_types import question_type
 from model.reread import RereadAnswer, RereadSettings, reread
 from model.rmt import RecurrentMemoryTransformer
@@ -167,25 +167,23 @@ def deep_sample(model: RecurrentMemoryTransformer, tokenizer: Tokenizer, sample:
 
 
 class WindowRetriever:
-    """The `bm25_window` baseline: BM25 over the windows a deep read scans (indexed once per
-    context: a repository's questions share theirs), the top window read beside the question."""
+    """The `bm25_window` baseline: BM25 over the windows a deep read scans (the deep read's own
+    `WindowIndex`, indexed once: a repository's questions share it), the top window read beside
+    the question."""
 
-    def __init__(self, tokenizer: Tokenizer, heading: Callable[[int], Sequence[int]] | None, window: int = DeepSettings.window):
-        self.tokenizer, self.heading, self.window = tokenizer, heading, window
-        self._indexed: tuple[int, list[int], object] | None = None
+    def __init__(self, tokenizer: Tokenizer, heading: Callable[[int], Sequence[int]] | None):
+        self.tokenizer, self.heading = tokenizer, heading
+        self._indexed: tuple[WindowIndex, object] | None = None
 
-    def answer(self, model: RecurrentMemoryTransformer, sample: TaskSample, max_new_tokens: int) -> str:
+    def answer(self, model: RecurrentMemoryTransformer, sample: TaskSample, windows: WindowIndex, max_new_tokens: int) -> str:
         from rank_bm25 import BM25Plus
 
-        context = sample.context_ids
-        if self._indexed is None or self._indexed[0] != id(context):
-            starts = window_starts(len(context), self.window)
-            texts = [_words(self.tokenizer.decode(context[s : s + self.window])) for s in starts]
-            self._indexed = (id(context), starts, BM25Plus(texts) if len(texts) > 1 else None)
-        _, starts, index = self._indexed
-        start = starts[int(np.argmax(index.get_scores(_words(sample.question))))] if index is not None else 0
+        if self._indexed is None or self._indexed[0] is not windows:
+            self._indexed = (windows, BM25Plus([text.split() for text in windows.texts]) if len(windows.texts) > 1 else None)
+        bm25 = self._indexed[1]
+        start = windows.starts[int(np.argmax(bm25.get_scores(_words(sample.question))))] if bm25 is not None else 0
         head = list(self.heading(start)) if self.heading is not None else []
-        prompt = head + list(context[start : start + self.window]) + list(sample.question_ids)
+        prompt = head + list(sample.context_ids[start : start + windows.window]) + list(sample.question_ids)
         memory = model.initial_memory(1)
         (ids, _), = model.greedy_answers(memory, [prompt], max_new_tokens, self.tokenizer.eos_id)
         return self.tokenizer.decode(ids)
@@ -341,6 +339,14 @@ def evaluate(
         raise ValueError(f"unknown baselines: {', '.join(sorted(unknown))} (expected {', '.join(DEEP_BASELINES)})")
     retriever = WindowRetriever(tokenizer, heading)
     scanned: tuple[Sequence[int], WindowIndex] | None = None
+
+    def windows_of(context: Sequence[int]) -> WindowIndex:
+        """The context's windows, scanned once for the deep read and the window baseline (and
+        for every question over one repository)."""
+        nonlocal scanned
+        if scanned is None or scanned[0] is not context:
+            scanned = (context, WindowIndex(tokenizer.decode, context, DeepSettings.window))
+        return scanned[1]
     groups = _groups(generator_or_samples, lengths, samples, depth_buckets)
     segment = model.config.segment_size
     bar = tqdm(total=sum(length * count for length, _, count in groups), unit="tok", unit_scale=True, disable=not progress, dynamic_ncols=True)
@@ -364,7 +370,7 @@ def evaluate(
                     t0 = time.perf_counter()
                     if method == "bm25_window":
                         for i, sample in enumerate(batch):
-                            prediction = retriever.answer(reader_for(sample.question, model, deep_reader), sample, max_new_tokens)
+                            prediction = retriever.answer(reader_for(sample.question, model, deep_reader), sample, windows_of(sample.context_ids), max_new_tokens)
                             hits[method].append((buckets[i], kinds[i], exact_match(prediction, sample.answer), None))
                         continue
                     contexts, rows = shared_contexts(method_contexts(method, batch, tokenizer, segment))
@@ -372,9 +378,8 @@ def evaluate(
                     every: list[Tensor] | None = [] if rereading else None
                     if method == "rmt" and mode == "deep":  # no memory: the corpus is read again with each question
                         for i, sample in enumerate(batch):
-                            if scanned is None or scanned[0] is not sample.context_ids:  # questions over one repository share it
-                                scanned = (sample.context_ids, WindowIndex(tokenizer.decode, sample.context_ids, DeepSettings.window))
-                            prediction = deep_sample(reader_for(sample.question, model, deep_reader), tokenizer, sample, max_new_tokens, heading, scanned[1]).text
+                            prediction = deep_sample(reader_for(sample.question, model, deep_reader), tokenizer, sample, max_new_tokens, heading,
+                                                     windows_of(sample.context_ids)).text
                             hits[method].append((buckets[i], kinds[i], exact_match(prediction, sample.answer), None))
                         bar.update(sum(len(s.context_ids) for s in batch))
                         read_seconds += time.perf_counter() - t0

@@ -197,7 +197,7 @@ class Asking(Corpora):
         from model.deep import deep_read, reader_for
 
         tokens, index, headings = self._deep_scan(snapshot, loaded, target["end"])
-        reader = reader_for(question, loaded.model, loaded.deep_reader if loaded.has_deep_reader else None)
+        reader = reader_for(question, loaded.model, loaded.deep_reader)
         result = deep_read(reader, loaded.tokenizer.decode, question, prompt, tokens, initial_memory=loaded.initial_memory(),
                            eos_id=loaded.tokenizer.eos_id, max_new_tokens=max_new_tokens, heading=headings, index=index,
                            cancelled=lambda: cancel is not None and cancel.is_set())

@@ -68,18 +68,18 @@ class LoadedModel:
 
     @property
     def has_deep_reader(self) -> bool:
-        from model.backbones import DEEP_READER_DIR
+        from model.backbones import deep_reader_dir
 
-        return (Path(self.directory) / DEEP_READER_DIR / "config.json").is_file()
+        return deep_reader_dir(self.directory) is not None
 
     @functools.cached_property
     def deep_reader(self) -> Any:
         """The reader the directory ships for deep reads of code questions (`deep/`, trained to
-        read a headed window beside the question; `model.deep.reader_for`), else `model`."""
+        read a headed window beside the question; `model.deep.reader_for`), None without one."""
         from model.backbones import load_deep_reader
 
         reader = load_deep_reader(self.directory, device=getattr(self.model, "device", "cpu"))
-        return reader.eval() if reader is not None else self.model
+        return reader.eval() if reader is not None else None
 
     @property
     def segment_size(self) -> int:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from app.cli.errors import UserError
@@ -144,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_code(args: argparse.Namespace) -> int:
     """`--task code`: questions about the Python code of --repo over the whole repository."""
+    from model.backbones import deep_reader_dir, load_rmt
     from model.code_samples import repository_questions
     from model.evaluate import evaluate
     from model.tasks import parse_length
@@ -160,15 +160,15 @@ def run_code(args: argparse.Namespace) -> int:
     if max_tokens < 1:
         raise UserError("--max-tokens must be at least 1")
     model, tokenizer, model_dir, device = load_reader(args)
+    deep = deep_reader_dir(model_dir) if args.mode == "deep" else None  # code questions are read deep by it (model.deep.reader_for)
     questions = repository_questions(args.repo, tokenizer, args.samples, args.seed, max_tokens)
     if not questions.samples:
         raise UserError(f"no questions to ask about {args.repo}: no unambiguous facts in its Python files (parsed {questions.parsed})")
     report = evaluate(
         model, tokenizer, questions.samples, depth_buckets=args.depth_buckets, batch_size=len(questions.samples),
         autocast_dtype=autocast_dtype(args), progress=True, mode=args.mode, **judging(model_dir),
-        **deep_reading(args, model_dir, device), heading=questions.headings,
+        deep_reader=load_rmt(deep, device=device) if deep is not None else None, heading=questions.headings,
     )
-    deep = deep_reader_dir(args, model_dir)
     report = {
         "task": report.pop("task"), "model": str(model_dir), "deep_reader": str(deep) if deep else None, "repo": str(args.repo), "seed": args.seed, "max_tokens": max_tokens,
         **questions.to_dict(), "autocast": args.autocast, "device": device, **report,
@@ -183,25 +183,6 @@ def judging(model_dir: Path) -> dict:
     from model.question_types import trained_types
 
     return {"calibration": Calibration.load(model_dir), "trained": trained_types(model_dir) or ()}
-
-
-def deep_reader_dir(args: argparse.Namespace, model_dir: Path) -> Path | None:
-    """The deep reader the model directory ships (`<model>/deep/`), which --mode deep reads code
-    questions with (`model.deep.reader_for`)."""
-    from model.backbones import DEEP_READER_DIR
-
-    deep = model_dir / DEEP_READER_DIR
-    return deep if args.mode == "deep" and (deep / "config.json").is_file() else None
-
-
-def deep_reading(args: argparse.Namespace, model_dir: Path, device: str) -> dict:
-    """evaluate()'s `deep_reader`: the one `deep_reader_dir` names, or None."""
-    from model.backbones import load_rmt
-
-    deep = deep_reader_dir(args, model_dir)
-    if deep is not None:
-        print(f"deep reads by {deep}", file=sys.stderr)
-    return {"deep_reader": load_rmt(deep, device=device) if deep is not None else None}
 
 
 def load_reader(args: argparse.Namespace):
